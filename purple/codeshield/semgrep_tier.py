@@ -1,0 +1,203 @@
+"""Tier 2: semgrep rules, one semgrep process per batch, skipped when no rule's prescan regex matches.
+
+Every snippet is written to a private temporary folder under a neutral name (never inside a git work tree,
+never under a path semgrep ignores by default) and semgrep is given that folder; the JSON it returns lists
+the files it really scanned, and a file it did not scan is reported instead of silently passing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import re2
+import yaml
+
+from purple.codeshield.regex_tier import LineIndex, clip
+from purple.codeshield.rules import RE2_OPTIONS, SemgrepRule
+from purple.types import Finding
+
+SUFFIX = {
+    "c": ".c",
+    "cpp": ".cpp",
+    "csharp": ".cs",
+    "go": ".go",
+    "java": ".java",
+    "javascript": ".js",
+    "typescript": ".ts",
+    "kotlin": ".kt",
+    "php": ".php",
+    "python": ".py",
+    "ruby": ".rb",
+    "rust": ".rs",
+    "swift": ".swift",
+}
+
+
+def find_semgrep() -> str | None:
+    """The semgrep executable: next to this Python (a virtualenv) first, then on PATH."""
+    beside = Path(sys.executable).with_name("semgrep")
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("semgrep")
+
+
+@dataclass
+class SemgrepBatchResult:
+    findings: list[list[Finding]]
+    ran: bool
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Target:
+    index: int
+    code: str
+    language: str
+    path: str | None
+    line_offset: int
+
+
+class SemgrepTier:
+    """Runs the semgrep rules over many snippets with a single semgrep process."""
+
+    def __init__(
+        self,
+        rules: Sequence[SemgrepRule],
+        timeout_s: float = 120.0,
+        per_file_timeout_s: int = 10,
+        executable: str | None = None,
+    ) -> None:
+        self.rules = list(rules)
+        self.timeout_s = timeout_s
+        self.per_file_timeout_s = per_file_timeout_s
+        self.executable = executable if executable is not None else find_semgrep()
+        self._prescans = [re2.compile(rule.prescan, RE2_OPTIONS) for rule in self.rules]
+        self._by_id = {rule.id: rule for rule in self.rules}
+
+    @property
+    def available(self) -> bool:
+        return self.executable is not None
+
+    def candidate_rules(self, code: str, language: str) -> list[int]:
+        """Indices of the rules for `language` whose prescan regex matches `code`."""
+        return [
+            i
+            for i, rule in enumerate(self.rules)
+            if language in rule.languages and self._prescans[i].search(code)
+        ]
+
+    def scan_batch(self, items: Sequence[tuple[str, str | None, str | None]]) -> SemgrepBatchResult:
+        """Scan (code, language, display path) items; findings are returned per item, in order."""
+        findings: list[list[Finding]] = [[] for _ in items]
+        if not self.available or not self.rules:
+            return SemgrepBatchResult(findings, ran=False)
+        chosen: set[int] = set()
+        targets: list[_Target] = []
+        for index, (code, language, path) in enumerate(items):
+            if language not in SUFFIX:
+                continue
+            candidates = self.candidate_rules(code, language)
+            if not candidates:
+                continue
+            chosen.update(candidates)
+            offset = 0
+            if language == "php" and "<?php" not in code[:200]:
+                code, offset = "<?php\n" + code, 1
+            targets.append(_Target(index, code, language, path, offset))
+        if not targets:
+            return SemgrepBatchResult(findings, ran=False)
+        notes = self._run(targets, [self.rules[i] for i in sorted(chosen)], findings)
+        return SemgrepBatchResult(findings, ran=True, notes=notes)
+
+    def _run(self, targets: list[_Target], rules: list[SemgrepRule], findings: list[list[Finding]]) -> list[str]:
+        with tempfile.TemporaryDirectory(prefix="purple-semgrep-") as tmp:
+            root = Path(tmp)
+            src = root / "src"
+            src.mkdir()
+            by_name: dict[str, _Target] = {}
+            for target in targets:
+                name = f"snippet{target.index}{SUFFIX[target.language]}"
+                (src / name).write_text(target.code, encoding="utf-8", errors="replace")
+                by_name[name] = target
+            config = root / "rules.yaml"
+            config.write_text(yaml.safe_dump({"rules": [rule.body for rule in rules]}, sort_keys=False))
+            command = [
+                str(self.executable), "--experimental", "--config", str(config), "--json", "--quiet",
+                "--metrics", "off", "--disable-version-check", "--no-git-ignore",
+                "--timeout", str(self.per_file_timeout_s), "--jobs", str(max(1, os.cpu_count() or 1)),
+                str(src),
+            ]
+            env = {**os.environ, "SEMGREP_SEND_METRICS": "off", "SEMGREP_ENABLE_VERSION_CHECK": "0"}
+            try:
+                proc = subprocess.run(
+                    command, capture_output=True, text=True, timeout=self.timeout_s, env=env, cwd=root
+                )
+            except subprocess.TimeoutExpired:
+                return [f"semgrep tier timed out after {self.timeout_s:.0f} s; its findings are missing"]
+            except OSError as exc:
+                return [f"semgrep tier could not start: {exc}"]
+            try:
+                report = json.loads(proc.stdout)
+            except json.JSONDecodeError:
+                tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+                return [f"semgrep tier failed (exit {proc.returncode}): {tail[0][:300]}"]
+            return self._collect(report, by_name, findings)
+
+    def _collect(self, report: dict, by_name: dict[str, _Target], findings: list[list[Finding]]) -> list[str]:
+        notes: list[str] = []
+        scanned = {Path(p).name for p in report.get("paths", {}).get("scanned", [])}
+        missed = sorted(set(by_name) - scanned)
+        if missed:
+            shown = ", ".join(by_name[n].path or f"snippet {by_name[n].index}" for n in missed[:5])
+            notes.append(f"semgrep did not scan {len(missed)} file(s): {shown}")
+        for error in report.get("errors", []):
+            message = str(error.get("message", error.get("type", "error"))).strip().splitlines()[0][:300]
+            notes.append(f"semgrep: {message}")
+        indexes: dict[str, LineIndex] = {}
+        seen: set[tuple[str, str, int]] = set()
+        for result in report.get("results", []):
+            name = Path(result.get("path", "")).name
+            target = by_name.get(name)
+            rule = self._rule_for(result.get("check_id", ""))
+            if target is None or rule is None:
+                continue
+            line = int(result["start"]["line"])
+            key = (name, rule.id, line)
+            if key in seen:
+                continue
+            seen.add(key)
+            index = indexes.setdefault(name, LineIndex(target.code))
+            findings[target.index].append(
+                Finding(
+                    rule_id=rule.id,
+                    cwe=rule.cwe,
+                    severity=rule.severity,
+                    message=rule.message,
+                    line=line - target.line_offset,
+                    column=int(result["start"].get("col", 1)),
+                    snippet=clip(index.line_text(line)),
+                    language=target.language,
+                    path=target.path,
+                    tier="semgrep",
+                    end_line=int(result.get("end", {}).get("line", line)) - target.line_offset,
+                )
+            )
+        return notes
+
+    def _rule_for(self, check_id: str) -> SemgrepRule | None:
+        rule = self._by_id.get(check_id)
+        if rule is not None:
+            return rule
+        # Semgrep may prefix ids with the config's dotted path.
+        for rule_id, candidate in self._by_id.items():
+            if check_id.endswith("." + rule_id):
+                return candidate
+        return None
