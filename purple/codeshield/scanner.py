@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -12,6 +12,7 @@ from purple.codeshield.languages import ANY, FENCE_TAGS, detect_language, langua
 from purple.codeshield.regex_tier import RegexTier
 from purple.codeshield.rules import RuleSet, load_rules
 from purple.codeshield.semgrep_tier import SemgrepTier
+from purple.codeshield.walk import DEFAULT_MAX_BYTES, Skipped, SourceFile, iter_sources
 from purple.types import BatchDetector, Conversation, Decision, Finding, Severity, Verdict
 
 MAX_SNIPPET_CHARS = 2_000_000
@@ -225,3 +226,57 @@ def _merge(regex_findings: list[Finding], semgrep_findings: list[Finding]) -> li
             merged.append(finding)
     merged.sort(key=lambda f: (f.line, f.column, f.rule_id))
     return merged
+
+
+@dataclass
+class PathScan:
+    """The outcome of scanning files: results for every file read, and what was skipped or failed."""
+
+    results: list[ScanResult] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    file_notes: list[str] = field(default_factory=list)
+    run_notes: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Skipped]:
+        return [s for s in self.skipped if s.error]
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for r in self.results for f in r.findings]
+
+
+def scan_paths(
+    shield: CodeShield,
+    paths: Sequence[str | Path],
+    language: str | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    batch_size: int = 256,
+    progress: Callable[[int], None] | None = None,
+) -> PathScan:
+    """Scan files and folders (folders honour .gitignore); one semgrep process per batch of files."""
+    outcome = PathScan()
+    batch: list[SourceFile] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        results = shield.scan_many([CodeItem(s.text, s.language, s.path) for s in batch])
+        for result in results:
+            outcome.results.append(result)
+            outcome.run_notes.extend(n for n in result.notes if n not in outcome.run_notes)
+        if progress:
+            progress(len(batch))
+        batch.clear()
+
+    for source in iter_sources(paths, max_bytes=max_bytes, language=language):
+        if isinstance(source, Skipped):
+            outcome.skipped.append(source)
+            continue
+        if source.note:
+            outcome.file_notes.append(f"{source.path}: {source.note}")
+        batch.append(source)
+        if len(batch) >= batch_size:
+            flush()
+    flush()
+    return outcome

