@@ -41,5 +41,7 @@ def test_wheel_ships_data_folders_and_resolver_finds_them(wheel: Path, tmp_path:
     assert any(n.startswith("purple/_data/benchmarks/") for n in names)
     code = "from purple.resources import data_dir; print(data_dir('rules'))"
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    found = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    found = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, check=True
+    ).stdout
     assert Path(found.strip()) == tmp_path / "purple" / "_data" / "rules"
