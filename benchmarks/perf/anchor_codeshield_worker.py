@@ -13,10 +13,14 @@ import asyncio
 import json
 import sys
 import time
+from pathlib import Path
 
-from codeshield.cs import CodeShield
-from codeshield.insecure_code_detector import insecure_code_detector as icd
-from codeshield.insecure_code_detector.languages import Language
+# This folder holds our own codeshield.py benchmark, which would shadow the anchor package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from codeshield.cs import CodeShield  # noqa: E402
+from codeshield.insecure_code_detector import insecure_code_detector as icd  # noqa: E402
+from codeshield.insecure_code_detector.languages import Language  # noqa: E402
 
 
 def _fix_semgrep() -> None:
