@@ -66,9 +66,13 @@ class LineIndex:
         line = bisect_right(self.starts, offset)
         return line, offset - self.starts[line - 1] + 1
 
-    def line_text(self, line: int) -> str:
+    def line_span(self, line: int) -> tuple[int, int]:
         start = self.starts[line - 1]
         end = self.starts[line] - 1 if line < len(self.starts) else len(self.text)
+        return start, end
+
+    def line_text(self, line: int) -> str:
+        start, end = self.line_span(line)
         return self.text[start:end]
 
 
@@ -110,7 +114,6 @@ class RegexTier:
         rule = compiled.rule
         out: list[Finding] = []
         seen_lines: set[int] = set()
-        target_index = LineIndex(target) if compiled.regex_not is not None else None
         for match in compiled.regex.finditer(target):
             # Report the first non-blank character of the match, so a pattern that starts with \s lands right.
             offset = match.start()
@@ -120,10 +123,11 @@ class RegexTier:
             line, column = index.locate(offset)
             if line in seen_lines:
                 continue
-            if compiled.regex_not is not None and target_index is not None:
-                if compiled.regex_not.search(target_index.line_text(line)):
+            seen_lines.add(line)  # one finding per rule and line; `regex-not` depends on the line only
+            if compiled.regex_not is not None:
+                start, stop = index.line_span(line)  # `target` has the same line breaks as the code
+                if compiled.regex_not.search(target[start:stop]):
                     continue
-            seen_lines.add(line)
             end_line, _ = index.locate(max(offset, end - 1))
             out.append(
                 Finding(

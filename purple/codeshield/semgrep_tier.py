@@ -49,6 +49,9 @@ def find_semgrep() -> str | None:
     return shutil.which("semgrep")
 
 
+_TOLERATED_ERRORS = {"Syntax error", "Other syntax error", "Lexical error", "PartialParsing"}
+
+
 @dataclass
 class SemgrepBatchResult:
     findings: list[list[Finding]]
@@ -63,6 +66,10 @@ class _Target:
     language: str
     path: str | None
     line_offset: int
+
+    @property
+    def file_name(self) -> str:
+        return f"snippet{self.index}{SUFFIX[self.language]}"
 
 
 class SemgrepTier:
@@ -99,7 +106,7 @@ class SemgrepTier:
         findings: list[list[Finding]] = [[] for _ in items]
         if not self.available or not self.rules:
             return SemgrepBatchResult(findings, ran=False)
-        chosen: set[int] = set()
+        files_per_rule: dict[int, list[str]] = {}
         targets: list[_Target] = []
         for index, (code, language, path) in enumerate(items):
             if language not in SUFFIX:
@@ -107,28 +114,34 @@ class SemgrepTier:
             candidates = self.candidate_rules(code, language)
             if not candidates:
                 continue
-            chosen.update(candidates)
             offset = 0
             if language == "php" and "<?php" not in code[:200]:
                 code, offset = "<?php\n" + code, 1
-            targets.append(_Target(index, code, language, path, offset))
+            target = _Target(index, code, language, path, offset)
+            targets.append(target)
+            for rule_index in candidates:
+                files_per_rule.setdefault(rule_index, []).append(target.file_name)
         if not targets:
             return SemgrepBatchResult(findings, ran=False)
-        notes = self._run(targets, [self.rules[i] for i in sorted(chosen)], findings)
+        # Each rule runs only on the files its prescan matched (semgrep's per-rule path filter).
+        bodies = [
+            {**self.rules[i].body, "paths": {"include": [f"/{name}" for name in names]}}
+            for i, names in sorted(files_per_rule.items())
+        ]
+        notes = self._run(targets, bodies, findings)
         return SemgrepBatchResult(findings, ran=True, notes=notes)
 
-    def _run(self, targets: list[_Target], rules: list[SemgrepRule], findings: list[list[Finding]]) -> list[str]:
+    def _run(self, targets: list[_Target], bodies: list[dict], findings: list[list[Finding]]) -> list[str]:
         with tempfile.TemporaryDirectory(prefix="purple-semgrep-") as tmp:
             root = Path(tmp)
             src = root / "src"
             src.mkdir()
             by_name: dict[str, _Target] = {}
             for target in targets:
-                name = f"snippet{target.index}{SUFFIX[target.language]}"
-                (src / name).write_text(target.code, encoding="utf-8", errors="replace")
-                by_name[name] = target
+                (src / target.file_name).write_text(target.code, encoding="utf-8", errors="replace")
+                by_name[target.file_name] = target
             config = root / "rules.yaml"
-            config.write_text(yaml.safe_dump({"rules": [rule.body for rule in rules]}, sort_keys=False))
+            config.write_text(yaml.safe_dump({"rules": bodies}, sort_keys=False))
             command = [
                 str(self.executable), "--experimental", "--config", str(config), "--json", "--quiet",
                 "--metrics", "off", "--disable-version-check", "--no-git-ignore",
@@ -158,9 +171,20 @@ class SemgrepTier:
         if missed:
             shown = ", ".join(by_name[n].path or f"snippet {by_name[n].index}" for n in missed[:5])
             notes.append(f"semgrep did not scan {len(missed)} file(s): {shown}")
+        timeouts = 0
         for error in report.get("errors", []):
-            message = str(error.get("message", error.get("type", "error"))).strip().splitlines()[0][:300]
-            notes.append(f"semgrep: {message}")
+            kind = error.get("type")
+            kind = str(kind[0] if isinstance(kind, list) and kind else kind)
+            if kind in _TOLERATED_ERRORS:
+                continue  # snippets are often fragments; semgrep recovers and scans what it can parse
+            if "Timeout" in kind or "OutOfMemory" in kind:
+                timeouts += 1
+                continue
+            message = str(error.get("message", kind)).strip().splitlines()[0][:300]
+            if f"semgrep: {message}" not in notes:
+                notes.append(f"semgrep: {message}")
+        if timeouts:
+            notes.append(f"semgrep hit its per-file time or memory limit on {timeouts} file(s); findings there may be missing")
         indexes: dict[str, LineIndex] = {}
         seen: set[tuple[str, str, int]] = set()
         for result in report.get("results", []):

@@ -37,7 +37,14 @@ def example_results(shield: CodeShield) -> dict[tuple[str, str], set[str]]:
             keys.append((rule.id, kind))
             items.append(CodeItem(getattr(rule.examples, kind), _language(rule)))
     results = shield.scan_many(items)
-    return {key: {f.rule_id for f in result.findings} for key, result in zip(keys, results)}
+    found = {key: {f.rule_id for f in result.findings} for key, result in zip(keys, results)}
+    found[("*", "notes")] = {note for result in results for note in result.notes}
+    return found
+
+
+def test_semgrep_accepts_and_runs_every_rule(example_results: dict[tuple[str, str], set[str]]) -> None:
+    """No rule parse errors, no time-outs, every example file really scanned."""
+    assert example_results[("*", "notes")] == set()
 
 
 @pytest.mark.parametrize("rule", RULESET.all, ids=lambda r: r.id)
