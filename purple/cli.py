@@ -208,6 +208,157 @@ def scan(
         sys.exit(EXIT_POLICY)
 
 
+# -------------------------------------------------------------------------------------------------- guard
+@cli.command()
+@click.argument("text", required=False)
+@click.option("--response", help="The assistant's reply to TEXT: classify the reply instead of the prompt.")
+@click.option("-i", "--input", "input_path", type=click.Path(dir_okay=False), help="Conversations as JSONL (- for stdin).")
+@click.option(
+    "-m", "--model", "model_spec", envvar="PURPLE_GUARD_MODEL", default="hf:meta-llama/Llama-Guard-3-1B",
+    show_default=True, help="hf:PATH_OR_ID, openai:MODEL, ollama:MODEL, vllm:PATH or PROVIDER::MODEL::KEY[::URL].",
+)
+@click.option("--version", "guard_version", help="Llama Guard version: 1, 2, 3-1b, 3-8b, 3-11b-vision, 4 (default: from the name).")
+@click.option("--categories", help="Codes to keep (S1,S9,S10) or a taxonomy YAML file.")
+@click.option("--exclude", help="Codes to leave out, e.g. S6,S7.")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Unsafe when P(unsafe) >= this.")
+@click.option("--no-codes", is_flag=True, help="Score only: do not generate category codes for unsafe conversations.")
+@click.option("--mode", type=click.Choice(["auto", "chat", "completions"]), default="auto", show_default=True,
+              help="API models: chat endpoint (server's template) or raw completions (Purple's prompt).")
+@click.option("--base-url", help="API base URL, e.g. http://127.0.0.1:8000/v1.")
+@click.option("--api-key-env", help="Environment variable holding the API key.")
+@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help="Local models: weight type.")
+@click.option("--device", help="Local models: cpu, cuda, cuda:1 (default: a GPU when present).")
+@click.option("--batch-size", type=click.IntRange(1), help="Local models: conversations per forward pass.")
+@click.option("--concurrency", type=click.IntRange(1), help="API models: requests in flight.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(0, min_open=True), help="API models: seconds per request.")
+@click.option("--top-logprobs", type=click.IntRange(1), default=20, show_default=True,
+              help="API models: alternatives asked for per token (servers cap it).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write the verdicts here.")
+@click.option("-f", "--format", "output_format", type=click.Choice(["text", "jsonl"]),
+              help="text: one line per conversation; jsonl: one verdict object per line (default for --input).")
+@click.option("--fail-on", type=click.Choice(["unsafe", "never"]), default="unsafe", show_default=True,
+              help="Exit 1 when a conversation is unsafe.")
+def guard(
+    text: str | None,
+    response: str | None,
+    input_path: str | None,
+    model_spec: str,
+    guard_version: str | None,
+    categories: str | None,
+    exclude: str | None,
+    threshold: float,
+    no_codes: bool,
+    mode: str,
+    base_url: str | None,
+    api_key_env: str | None,
+    dtype: str | None,
+    device: str | None,
+    batch_size: int | None,
+    concurrency: int | None,
+    timeout_s: float | None,
+    top_logprobs: int,
+    output: str | None,
+    output_format: str | None,
+    fail_on: str,
+) -> None:
+    """Classify conversations with Llama Guard: TEXT (a user prompt, with --response its reply) or --input JSONL."""
+    from purple.conversations import ConversationRecord, read_jsonl
+    from purple.llamaguard import load_guard
+    from purple.llamaguard.taxonomy import TaxonomyError, parse_code_list
+    from purple.models import ModelError
+    from purple.types import Message
+
+    if (text is None) == (input_path is None):
+        raise click.UsageError("give either TEXT or --input FILE")
+    if response is not None and input_path is not None:
+        raise click.UsageError("--response goes with TEXT, not --input")
+    output_format = output_format or ("jsonl" if input_path else "text")
+    taxonomy = keep = None
+    if categories:
+        if Path(categories).suffix in {".yaml", ".yml"} or Path(categories).is_file():
+            taxonomy = categories
+        else:
+            keep = parse_code_list(categories)
+    options = {
+        "dtype": dtype, "device": device, "batch_size": batch_size, "base_url": base_url,
+        "api_key_env": api_key_env, "concurrency": concurrency, "timeout_s": timeout_s,
+    }
+    try:
+        detector = load_guard(
+            model_spec, version=guard_version, taxonomy=taxonomy, categories=keep,
+            exclude=parse_code_list(exclude or ""), threshold=threshold, codes=not no_codes, mode=mode,
+            top_logprobs=top_logprobs, **{k: v for k, v in options.items() if v is not None},
+        )
+    except (ModelError, TaxonomyError) as exc:
+        _error(str(exc))
+        sys.exit(EXIT_ERROR)
+
+    if input_path is None:
+        turns = [Message("user", text or "")] + ([Message("assistant", response)] if response is not None else [])
+        records = iter([ConversationRecord(1, None, tuple(turns))])
+    elif input_path == "-":
+        records = read_jsonl(sys.stdin.buffer)
+    else:
+        try:
+            records = read_jsonl(open(input_path, "rb"))  # noqa: SIM115 - closed when the process ends
+        except OSError as exc:
+            _error(f"cannot read {input_path}: {exc.strerror}")
+            sys.exit(EXIT_ERROR)
+
+    sink = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+    errors = unsafe = 0
+    for chunk in _chunks(records, 64):
+        good = [r for r in chunk if r.error is None]
+        verdicts = iter(detector.check_many([list(r.messages) for r in good]))
+        for record in chunk:
+            if record.error is not None:
+                _error(f"{input_path}:{record.line}: {record.error}")
+                row = {"line": record.line, "id": record.id, "decision": None, "error": record.error}
+                errors += 1
+            else:
+                verdict = next(verdicts)
+                row = {"line": record.line, "id": record.id, **verdict.to_dict()}
+                row.pop("findings", None)
+                if verdict.error:
+                    _error(f"{input_path or 'input'}:{record.line}: {verdict.error}")
+                    errors += 1
+                unsafe += verdict.decision == "block"
+            if record.id is None:
+                row.pop("id")
+            if output_format == "jsonl":
+                sink.write(json.dumps(row, ensure_ascii=False) + "\n")
+            else:
+                sink.write(_guard_line(row, input_path is not None) + "\n")
+        sink.flush()
+    if output:
+        sink.close()
+    detector.close()
+    if errors:
+        sys.exit(EXIT_ERROR)
+    if unsafe and fail_on == "unsafe":
+        sys.exit(EXIT_POLICY)
+
+
+def _chunks(items: Any, size: int) -> Any:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _guard_line(row: dict[str, Any], numbered: bool) -> str:
+    where = f"{row['line']}: " if numbered else ""
+    if row.get("error"):
+        return f"{where}error: {row['error']}"
+    verdict = "unsafe" if row["decision"] == "block" else "safe"
+    labels = f" {','.join(row['labels'])}" if row.get("labels") else ""
+    return f"{where}{verdict}{labels} (P(unsafe)={row['score']:.3f})"
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: any unexpected failure is one readable line and exit code 2, never a traceback."""
     try:

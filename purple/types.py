@@ -181,10 +181,15 @@ def as_conversation(value: str | Message | Conversation) -> list[Message]:
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """One model answer. `error` is set instead of raising when this item failed."""
+    """One model answer. `error` is set instead of raising when this item failed.
+
+    `logprobs[i]` maps the most likely tokens at generated position i to their log-probabilities;
+    `tokens[i]` is the token actually generated there (when the backend reports it).
+    """
 
     text: str
     logprobs: tuple[dict[str, float], ...] | None = None
     usage: dict[str, int] = field(default_factory=dict)
     latency_s: float = 0.0
     error: str | None = None
+    tokens: tuple[str, ...] | None = None

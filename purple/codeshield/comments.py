@@ -21,7 +21,7 @@ _LEXERS: dict[str, str] = {
     "c_like": rf"(?P<c>{_LINE_SLASH}|{_BLOCK})|{_DQ}|{_SQ}",
     "js": rf"(?P<c>{_LINE_SLASH}|{_BLOCK})|{_DQ}|{_SQ}|{_BT}",
     "go": rf"(?P<c>{_LINE_SLASH}|{_BLOCK})|{_DQ}|{_SQ}|`[^`]*`",
-    "csharp": rf'(?P<c>{_LINE_SLASH}|{_BLOCK})|@"(?:[^"]|"")*"|{_DQ}|{_SQ}',
+    "csharp": rf'(?P<c>{_LINE_SLASH}|{_BLOCK})|"""(?s:.*?)"""|\$?@\$?"(?:[^"]|"")*"|{_DQ}|{_SQ}',
     "multiline_dq": rf'(?P<c>{_LINE_SLASH}|{_BLOCK})|"""(?s:.*?)"""|{_DQ}|{_SQ}',
     "rust": (
         rf'(?P<c>{_LINE_SLASH}|{_BLOCK})|r##"(?s:.*?)"##|r#"(?s:.*?)"#|r"[^"]*"|b?{_DQ}'

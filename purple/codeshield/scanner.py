@@ -171,7 +171,7 @@ class CodeShield(BatchDetector):
                     treatment=self.treatment_of(merged),
                     language=languages[i],
                     path=item.path,
-                    notes=tuple(notes[i] + batch.notes),
+                    notes=tuple(notes[i] + batch.item_notes.get(i, []) + batch.notes),
                 )
             )
         return results

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -41,12 +42,24 @@ SUFFIX = {
 }
 
 
+def _error_kind(error: dict) -> str:
+    kind = error.get("type")
+    return str(kind[0] if isinstance(kind, list) and kind else kind)
+
+
 def find_semgrep() -> str | None:
     """The semgrep executable: next to this Python (a virtualenv) first, then on PATH."""
     beside = Path(sys.executable).with_name("semgrep")
     if beside.is_file() and os.access(beside, os.X_OK):
         return str(beside)
     return shutil.which("semgrep")
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """Writes shared YAML nodes out in full: semgrep rejects anchors and aliases in generated configs."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
 
 
 _TOLERATED_ERRORS = {"Syntax error", "Other syntax error", "Lexical error", "PartialParsing"}
@@ -57,6 +70,12 @@ class SemgrepBatchResult:
     findings: list[list[Finding]]
     ran: bool
     notes: list[str] = field(default_factory=list)
+    """Notes about the whole run (an invalid rule, a time-out)."""
+    item_notes: dict[int, list[str]] = field(default_factory=dict)
+    """Notes about single items (a file semgrep did not scan)."""
+
+
+_RULE_PARSE_ERROR = re.compile(r"in rule ([\w.\-/]+)")
 
 
 @dataclass(frozen=True)
@@ -88,6 +107,7 @@ class SemgrepTier:
         self.executable = executable if executable is not None else find_semgrep()
         self._prescans = [re2.compile(rule.prescan, RE2_OPTIONS) for rule in self.rules]
         self._by_id = {rule.id: rule for rule in self.rules}
+        self._broken: set[int] = set()
 
     @property
     def available(self) -> bool:
@@ -111,7 +131,7 @@ class SemgrepTier:
         for index, (code, language, path) in enumerate(items):
             if language not in SUFFIX:
                 continue
-            candidates = self.candidate_rules(code, language)
+            candidates = [i for i in self.candidate_rules(code, language) if i not in self._broken]
             if not candidates:
                 continue
             offset = 0
@@ -123,25 +143,36 @@ class SemgrepTier:
                 files_per_rule.setdefault(rule_index, []).append(target.file_name)
         if not targets:
             return SemgrepBatchResult(findings, ran=False)
-        # Each rule runs only on the files its prescan matched (semgrep's per-rule path filter).
+        result = SemgrepBatchResult(findings, ran=True)
+        report = self._run(targets, files_per_rule, result)
+        broken = self._broken_rules(report) if report else {}
+        if broken:
+            # An invalid rule makes semgrep drop the whole configuration: say which, then run without it.
+            for index, detail in broken.items():
+                self._broken.add(index)
+                result.notes.append(f"semgrep rule {self.rules[index].id} is invalid and was skipped: {detail}")
+                files_per_rule.pop(index, None)
+            report = self._run(targets, files_per_rule, result) if files_per_rule else None
+        if report:
+            self._collect(report, {t.file_name: t for t in targets}, result)
+        return result
+
+    def _run(
+        self, targets: list[_Target], files_per_rule: dict[int, list[str]], result: SemgrepBatchResult
+    ) -> dict | None:
+        """One semgrep process over all targets; each rule limited to the files its prescan matched."""
         bodies = [
             {**self.rules[i].body, "paths": {"include": [f"/{name}" for name in names]}}
             for i, names in sorted(files_per_rule.items())
         ]
-        notes = self._run(targets, bodies, findings)
-        return SemgrepBatchResult(findings, ran=True, notes=notes)
-
-    def _run(self, targets: list[_Target], bodies: list[dict], findings: list[list[Finding]]) -> list[str]:
         with tempfile.TemporaryDirectory(prefix="purple-semgrep-") as tmp:
             root = Path(tmp)
             src = root / "src"
             src.mkdir()
-            by_name: dict[str, _Target] = {}
             for target in targets:
                 (src / target.file_name).write_text(target.code, encoding="utf-8", errors="replace")
-                by_name[target.file_name] = target
             config = root / "rules.yaml"
-            config.write_text(yaml.safe_dump({"rules": bodies}, sort_keys=False))
+            config.write_text(yaml.dump({"rules": bodies}, Dumper=_PlainDumper, sort_keys=False))
             command = [
                 str(self.executable), "--experimental", "--config", str(config), "--json", "--quiet",
                 "--metrics", "off", "--disable-version-check", "--no-git-ignore",
@@ -154,67 +185,82 @@ class SemgrepTier:
                     command, capture_output=True, text=True, timeout=self.timeout_s, env=env, cwd=root
                 )
             except subprocess.TimeoutExpired:
-                return [f"semgrep tier timed out after {self.timeout_s:.0f} s; its findings are missing"]
+                result.notes.append(f"semgrep tier timed out after {self.timeout_s:.0f} s; its findings are missing")
+                return None
             except OSError as exc:
-                return [f"semgrep tier could not start: {exc}"]
-            try:
-                report = json.loads(proc.stdout)
-            except json.JSONDecodeError:
-                tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-                return [f"semgrep tier failed (exit {proc.returncode}): {tail[0][:300]}"]
-            return self._collect(report, by_name, findings)
+                result.notes.append(f"semgrep tier could not start: {exc}")
+                return None
+        try:
+            return json.loads(proc.stdout)
+        except json.JSONDecodeError:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+            result.notes.append(f"semgrep tier failed (exit {proc.returncode}): {tail[0][:300]}")
+            return None
 
-    def _collect(self, report: dict, by_name: dict[str, _Target], findings: list[list[Finding]]) -> list[str]:
-        notes: list[str] = []
+    def _broken_rules(self, report: dict) -> dict[int, str]:
+        """Rules semgrep rejected, by index, with the first line of semgrep's complaint."""
+        broken: dict[int, str] = {}
+        for error in report.get("errors", []):
+            if _error_kind(error) != "Rule parse error":
+                continue
+            lines = str(error.get("message", "")).strip().splitlines()
+            found = _RULE_PARSE_ERROR.search(lines[0] if lines else "")
+            rule = self._rule_for(found.group(1)) if found else None
+            if rule is not None:
+                detail = next((line.strip() for line in lines[1:] if line.strip()), "rule rejected")
+                broken[self.rules.index(rule)] = detail[:200]
+        return broken
+
+    def _collect(self, report: dict, by_name: dict[str, _Target], result: SemgrepBatchResult) -> None:
         scanned = {Path(p).name for p in report.get("paths", {}).get("scanned", [])}
-        missed = sorted(set(by_name) - scanned)
-        if missed:
-            shown = ", ".join(by_name[n].path or f"snippet {by_name[n].index}" for n in missed[:5])
-            notes.append(f"semgrep did not scan {len(missed)} file(s): {shown}")
+        for name in sorted(set(by_name) - scanned):
+            result.item_notes.setdefault(by_name[name].index, []).append(
+                "semgrep did not scan this input; only the regex tier's findings are reported"
+            )
         timeouts = 0
         for error in report.get("errors", []):
-            kind = error.get("type")
-            kind = str(kind[0] if isinstance(kind, list) and kind else kind)
+            kind = _error_kind(error)
             if kind in _TOLERATED_ERRORS:
                 continue  # snippets are often fragments; semgrep recovers and scans what it can parse
             if "Timeout" in kind or "OutOfMemory" in kind:
                 timeouts += 1
                 continue
-            message = str(error.get("message", kind)).strip().splitlines()[0][:300]
-            if f"semgrep: {message}" not in notes:
-                notes.append(f"semgrep: {message}")
+            message = f"semgrep: {str(error.get('message', kind)).strip().splitlines()[0][:300]}"
+            if message not in result.notes:
+                result.notes.append(message)
         if timeouts:
-            notes.append(f"semgrep hit its per-file time or memory limit on {timeouts} file(s); findings there may be missing")
+            result.notes.append(
+                f"semgrep hit its per-file time or memory limit on {timeouts} file(s); findings there may be missing"
+            )
         indexes: dict[str, LineIndex] = {}
         seen: set[tuple[str, str, int]] = set()
-        for result in report.get("results", []):
-            name = Path(result.get("path", "")).name
+        for match in report.get("results", []):
+            name = Path(match.get("path", "")).name
             target = by_name.get(name)
-            rule = self._rule_for(result.get("check_id", ""))
+            rule = self._rule_for(match.get("check_id", ""))
             if target is None or rule is None:
                 continue
-            line = int(result["start"]["line"])
+            line = int(match["start"]["line"])
             key = (name, rule.id, line)
             if key in seen:
                 continue
             seen.add(key)
             index = indexes.setdefault(name, LineIndex(target.code))
-            findings[target.index].append(
+            result.findings[target.index].append(
                 Finding(
                     rule_id=rule.id,
                     cwe=rule.cwe,
                     severity=rule.severity,
                     message=rule.message,
                     line=line - target.line_offset,
-                    column=int(result["start"].get("col", 1)),
+                    column=int(match["start"].get("col", 1)),
                     snippet=clip(index.line_text(line)),
                     language=target.language,
                     path=target.path,
                     tier="semgrep",
-                    end_line=int(result.get("end", {}).get("line", line)) - target.line_offset,
+                    end_line=int(match.get("end", {}).get("line", line)) - target.line_offset,
                 )
             )
-        return notes
 
     def _rule_for(self, check_id: str) -> SemgrepRule | None:
         rule = self._by_id.get(check_id)

@@ -10,9 +10,16 @@ from purple.codeshield import CodeItem, CodeShield, Treatment, extract_code_bloc
 from purple.codeshield.rules import load_rules
 from purple.types import Decision, Detector, Message, Severity
 
+FIXTURE_RULES = Path(__file__).parent / "fixture_rules"
 SHELL = 'import subprocess\n\ndef run(d):\n    subprocess.call("ls " + d, shell=True)\n'
 MD5 = "import hashlib\n\ndef digest(p):\n    return hashlib.md5(p).hexdigest()\n"
 CLEAN = "def add(a, b):\n    return a + b\n"
+
+
+@pytest.fixture(scope="module")
+def shield() -> CodeShield:
+    """A scanner with the tests' own two rules (one per tier) and real semgrep."""
+    return CodeShield(rule_dirs=[FIXTURE_RULES], include_builtin_rules=False, semgrep=True)
 
 
 def test_regex_finding_carries_location_and_line(shield: CodeShield) -> None:
@@ -26,7 +33,7 @@ def test_regex_finding_carries_location_and_line(shield: CodeShield) -> None:
 
 def test_semgrep_tier_really_scans(shield: CodeShield) -> None:
     result = shield.scan(SHELL, "python")
-    assert [(f.rule_id, f.line, f.tier) for f in result.findings] == [("python.subprocess-shell-true", 4, "semgrep")]
+    assert [(f.rule_id, f.line, f.tier) for f in result.findings] == [("test.shell-true", 4, "semgrep")]
 
 
 def test_commented_out_code_is_ignored(shield: CodeShield) -> None:
@@ -39,10 +46,13 @@ def test_language_comes_from_path_then_content(shield: CodeShield) -> None:
     assert shield.scan("just some words", None).language is None
 
 
-def test_other_languages_rules_do_not_fire(shield: CodeShield) -> None:
-    """No blind all-language scan: Python code scanned as Python gets no C or Java findings."""
-    found = shield.scan(SHELL + MD5).findings
-    assert found and all(f.language == "python" for f in found)
+def test_other_languages_rules_do_not_fire() -> None:
+    """No blind all-language scan: a Python function named strcpy gets no C findings."""
+    builtin = CodeShield(semgrep=False)
+    code = "import hashlib\n\ndef strcpy(dst, src):\n    return src\n\nstrcpy(buf, name)\ngets(buf)\n"
+    found = builtin.scan(code).findings
+    assert builtin.resolve_language(CodeItem(code)) == "python"
+    assert all(f.rule_id.startswith(("python.", "secrets.")) for f in found)
 
 
 def test_batch_equals_single_scans_and_uses_one_semgrep_process(
@@ -72,7 +82,7 @@ def test_prescan_skips_semgrep_when_no_rule_can_match(shield: CodeShield, monkey
 
 
 def test_without_semgrep_regex_tier_works_and_says_tier_two_is_off() -> None:
-    regex_only = CodeShield(semgrep=False)
+    regex_only = CodeShield(rule_dirs=[FIXTURE_RULES], include_builtin_rules=False, semgrep=False)
     assert any("semgrep tier off" in note for note in regex_only.status.notes)
     assert regex_only.scan(MD5, "python").findings
     assert not regex_only.scan(SHELL, "python").findings
@@ -121,7 +131,7 @@ def test_custom_rules_add_and_replace(tmp_path: Path) -> None:
     (tmp_path / "mine.yaml").write_text(
         """
 rules:
-  - id: python.hashlib-weak-hash
+  - id: test.weak-hash
     cwe: CWE-327
     severity: error
     message: replaced rule
@@ -137,13 +147,14 @@ rules:
     examples: {positive: "print(secret)", negative: "print(x)"}
 """
     )
-    shield = CodeShield(rule_dirs=[tmp_path], semgrep=False)
+    shield = CodeShield(rule_dirs=[FIXTURE_RULES, tmp_path], include_builtin_rules=False, semgrep=False)
     found = {f.rule_id: f for f in shield.scan(MD5 + "print(secret)\n", "python").findings}
-    assert found["python.hashlib-weak-hash"].message == "replaced rule"
-    assert found["python.hashlib-weak-hash"].severity is Severity.ERROR
+    assert found["test.weak-hash"].message == "replaced rule"
+    assert found["test.weak-hash"].severity is Severity.ERROR
     assert found["custom.no-print"].line == 5
-    only_mine = CodeShield(rule_dirs=[tmp_path], include_builtin_rules=False, semgrep=False)
-    assert {r.id for r in only_mine.ruleset.all} == {"python.hashlib-weak-hash", "custom.no-print"}
+    with_builtin = CodeShield(rule_dirs=[tmp_path], semgrep=False)
+    assert "custom.no-print" in {r.id for r in with_builtin.ruleset.all}
+    assert len(with_builtin.ruleset.all) > 100
 
 
 def test_broken_rules_are_reported_and_the_rest_load(tmp_path: Path) -> None:
@@ -172,3 +183,46 @@ rules:
     assert any("invalid.yaml" in e and "line" in e for e in ruleset.errors)
     assert len(ruleset.errors) == 3
     assert len(ruleset.regex) > 0  # the built-in rules still loaded
+
+
+def test_invalid_semgrep_rule_is_named_and_the_others_still_run(tmp_path: Path) -> None:
+    (tmp_path / "bad_semgrep.yaml").write_text(
+        """
+rules:
+  - id: custom.unparsable
+    languages: [python]
+    severity: WARNING
+    message: pattern semgrep cannot parse
+    pattern: "foo(((("
+    metadata:
+      cwe: CWE-1
+      prescan: 'subprocess'
+      examples: {positive: "x", negative: "y"}
+"""
+    )
+    shield = CodeShield(rule_dirs=[FIXTURE_RULES, tmp_path], include_builtin_rules=False, semgrep=True)
+    first = shield.scan(SHELL, "python")
+    assert [f.rule_id for f in first.findings] == ["test.shell-true"]
+    assert any("custom.unparsable is invalid and was skipped" in note for note in first.notes)
+    again = shield.scan(SHELL, "python")  # the broken rule is remembered, not retried
+    assert again.findings == first.findings and not any("invalid" in n for n in again.notes)
+
+
+def test_regex_not_stays_linear_on_many_matches_per_line(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        """
+rules:
+  - id: custom.exec
+    cwe: CWE-78
+    severity: warning
+    message: exec
+    languages: [java]
+    regex: 'exec\\('
+    regex-not: 'exec\\("'
+    examples: {positive: "exec(x)", negative: 'exec("ls")'}
+"""
+    )
+    shield = CodeShield(rule_dirs=[tmp_path], include_builtin_rules=False, semgrep=False)
+    line = "Runtime.getRuntime().exec(x " * 20_000 + ' exec("a")'
+    assert shield.scan(line, "java").findings == ()  # suppressed once per line, not re-tested per match
+    assert [f.line for f in shield.scan("exec(a)\n" + line + "\nexec(b)\n", "java").findings] == [1, 3]
