@@ -53,7 +53,7 @@ _CHEAP_MARKERS = {"python": "#", "ruby": "#", "php": "#/"}
 
 
 def _blank(text: str) -> str:
-    return "".join("\n" if ch == "\n" else " " for ch in text)
+    return "\n".join(" " * len(part) for part in text.split("\n"))
 
 
 def strip_comments(code: str, language: str) -> str:
