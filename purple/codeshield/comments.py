@@ -15,11 +15,13 @@ _BT = r"`(?:[^`\\]|\\.)*`"
 _LINE_SLASH = r"//[^\n]*"
 _BLOCK = r"/\*(?s:.*?)\*/"
 _HASH = r"#[^\n]*"
+_JS_REGEX = r"(?m:^|[(,=:\[!&|?{};+\-*%<>~^])[ \t]*/(?:[^/*\\\n\[]|\\.|\[(?:[^\]\\\n]|\\.)*\])(?:[^/\\\n\[]|\\.|\[(?:[^\]\\\n]|\\.)*\])*/[a-z]*"
 
 # Each lexer is an alternation of named groups; the group "c" holds a comment, the rest are strings.
 _LEXERS: dict[str, str] = {
     "c_like": rf"(?P<c>{_LINE_SLASH}|{_BLOCK})|{_DQ}|{_SQ}",
-    "js": rf"(?P<c>{_LINE_SLASH}|{_BLOCK})|{_DQ}|{_SQ}|{_BT}",
+    # A `/` after an operator or an opening bracket starts a regex literal, whose body may hold `//`.
+    "js": rf"(?P<c>{_LINE_SLASH}|{_BLOCK})|{_DQ}|{_SQ}|{_BT}|{_JS_REGEX}",
     "go": rf"(?P<c>{_LINE_SLASH}|{_BLOCK})|{_DQ}|{_SQ}|`[^`]*`",
     "csharp": rf'(?P<c>{_LINE_SLASH}|{_BLOCK})|"""(?s:.*?)"""|\$?@\$?"(?:[^"]|"")*"|{_DQ}|{_SQ}',
     "multiline_dq": rf'(?P<c>{_LINE_SLASH}|{_BLOCK})|"""(?s:.*?)"""|{_DQ}|{_SQ}',
@@ -27,7 +29,8 @@ _LEXERS: dict[str, str] = {
         rf'(?P<c>{_LINE_SLASH}|{_BLOCK})|r##"(?s:.*?)"##|r#"(?s:.*?)"#|r"[^"]*"|b?{_DQ}'
         r"|b?'(?:[^'\\\n]|\\[^\n]{1,8})'"
     ),
-    "php": rf"(?P<c>{_LINE_SLASH}|{_BLOCK}|{_HASH})|{_DQ}|{_SQ}",
+    # Text between `?>` and the next `<?php` is HTML, where `#` and `//` are not comments.
+    "php": rf"(?P<c>{_LINE_SLASH}|{_BLOCK}|{_HASH})|{_DQ}|{_SQ}|\?>(?s:.*?)(?:<\?php|<\?=|\z)",
     "python": rf'(?P<c>{_HASH})|"""(?s:.*?)"""|\'\'\'(?s:.*?)\'\'\'|{_DQ}|{_SQ}',
     "ruby": rf"(?P<c>{_HASH}|(?m:^=begin(?s:.*?)^=end[^\n]*))|{_DQ}|{_SQ}",
 }
@@ -66,7 +69,12 @@ def strip_comments(code: str, language: str) -> str:
         return code
     pieces: list[str] = []
     last = 0
-    for match in _COMPILED[family].finditer(code):
+    if family == "php":
+        # A file that opens PHP mode later starts in HTML: keep that prefix as it is.
+        opener = min((i for i in (code.find("<?php"), code.find("<?=")) if i >= 0), default=0)
+        pieces.append(code[:opener])
+        last = opener
+    for match in _COMPILED[family].finditer(code, last) if last else _COMPILED[family].finditer(code):
         start = match.start(1)
         if start < 0:
             continue
@@ -74,7 +82,7 @@ def strip_comments(code: str, language: str) -> str:
         pieces.append(code[last:start])
         pieces.append(_blank(code[start:end]))
         last = end
-    if not pieces:
+    if last == 0:
         return code
     pieces.append(code[last:])
     return "".join(pieces)

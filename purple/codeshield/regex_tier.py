@@ -14,6 +14,8 @@ from purple.codeshield.rules import RE2_OPTIONS, RegexRule
 from purple.types import Finding
 
 MAX_FINDINGS_PER_RULE = 50
+MAX_MATCHES_PER_RULE = 2_000
+"""Bound on matches examined per rule and text, so one hostile line repeating a pattern stays cheap."""
 SNIPPET_CHARS = 240
 
 
@@ -114,7 +116,9 @@ class RegexTier:
         rule = compiled.rule
         out: list[Finding] = []
         seen_lines: set[int] = set()
-        for match in compiled.regex.finditer(target):
+        for examined, match in enumerate(compiled.regex.finditer(target)):
+            if examined >= MAX_MATCHES_PER_RULE:
+                break
             # Report the first non-blank character of the match, so a pattern that starts with \s lands right.
             offset = match.start()
             end = match.end()

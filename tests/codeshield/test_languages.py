@@ -57,3 +57,17 @@ def test_comment_stripping_keeps_offsets_and_strings() -> None:
 def test_python_hash_inside_string_is_not_a_comment() -> None:
     code = 'x = "a # b"  # os.system(x)\n'
     assert strip_comments(code, "python") == 'x = "a # b"' + " " * 16 + "\n"
+
+
+def test_javascript_regex_literals_are_not_comments() -> None:
+    code = "if (/^\\/\\//.test(u)) { el.innerHTML = u; } // note\nx = a / b; // c\n"
+    stripped = strip_comments(code, "javascript")
+    assert "el.innerHTML = u;" in stripped and "note" not in stripped and "x = a / b;" in stripped
+
+
+def test_php_html_regions_keep_hash_and_slashes() -> None:
+    code = '<style>a{color:#333}</style><?php echo $_GET["q"]; # c\n?><a href="#x">//</a><?php # d\n'
+    stripped = strip_comments(code, "php")
+    assert 'echo $_GET["q"];' in stripped and "color:#333" in stripped and '"#x">//' in stripped
+    assert "# c" not in stripped and "# d" not in stripped
+    assert strip_comments("echo 1; # c", "php") == "echo 1;    "

@@ -1,0 +1,154 @@
+"""The detectors a policy can name: one explicit dict from name to builder. Imports are lazy, so reading a
+policy never loads a model; `build` is called once per detector when a Firewall is made.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from purple.types import Detector
+
+ALIGNMENT_MODEL_ENV = "PURPLE_ALIGNMENT_MODEL"
+
+
+class DetectorUnavailable(Exception):
+    """A detector the policy asks for cannot be built here (a missing module or model, bad options)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """How to build one kind of detector.
+
+    `build(options)` returns the detector, or None when it is switched off by configuration (`off_reason` says why).
+    `shared` detectors are stateless and costly to build: one instance per process serves every firewall that
+    asks for the same options.
+    """
+
+    build: Callable[[dict[str, Any]], Detector | None]
+    options: frozenset[str]
+    summary: str
+    shared: bool = False
+    off_reason: str = ""
+
+
+def _injection(options: dict[str, Any]) -> Detector:
+    if importlib.util.find_spec("purple.promptguard") is None:
+        raise DetectorUnavailable(
+            "the injection detector comes from purple.promptguard, which this installation does not have"
+        )
+    try:
+        from purple.promptguard import default_detector
+    except ImportError as exc:
+        raise DetectorUnavailable(f"the injection detector cannot be imported: {exc}") from None
+    return default_detector()
+
+
+def _code_shield(options: dict[str, Any]) -> Detector:
+    from purple.codeshield import CodeShield
+
+    return CodeShield(
+        rule_dirs=options.get("rules", ()),
+        semgrep=options.get("semgrep", "auto"),
+        treatment=options.get("treatment"),
+        semgrep_timeout_s=float(options.get("semgrep_timeout_s", 30.0)),
+    )
+
+
+def _hidden_unicode(options: dict[str, Any]) -> Detector:
+    from purple.firewall.hidden_unicode import HiddenUnicode
+
+    return HiddenUnicode()
+
+
+def _regex_family(builtin: tuple[str, ...]) -> Callable[[dict[str, Any]], Detector]:
+    def build(options: dict[str, Any]) -> Detector:
+        from purple.firewall.regex import RegexDetector
+
+        name = "regex" if not builtin else builtin[0]
+        patterns = options.get("patterns", [])
+        if not builtin and not patterns:
+            raise DetectorUnavailable("the regex detector needs `patterns` (a list of {name, pattern, score})")
+        return RegexDetector(patterns, builtin=builtin, name=name)
+
+    return build
+
+
+def _llama_guard(options: dict[str, Any]) -> Detector:
+    from purple.llamaguard import LlamaGuard
+
+    options = dict(options)
+    model = options.pop("model", None)
+    if not model:
+        raise DetectorUnavailable("llama_guard needs `model` (e.g. hf:meta-llama/Llama-Guard-3-1B or openai:NAME)")
+    return LlamaGuard(model, **options)
+
+
+def _alignment(options: dict[str, Any]) -> Detector | None:
+    from purple.firewall.alignment import AlignmentCheck
+
+    options = dict(options)
+    model = options.pop("model", None) or os.environ.get(ALIGNMENT_MODEL_ENV)
+    if not model:
+        return None
+    return AlignmentCheck(model, **options)
+
+
+DETECTORS: dict[str, Entry] = {
+    "injection": Entry(_injection, frozenset(), "Purple's shipped offline prompt-injection model"),
+    "code_shield": Entry(
+        _code_shield,
+        frozenset({"semgrep", "rules", "treatment", "semgrep_timeout_s"}),
+        "insecure code in fenced blocks or whole messages (regex tier; semgrep tier when asked)",
+        shared=True,
+    ),
+    "hidden_unicode": Entry(
+        _hidden_unicode, frozenset(), "invisible text: tag characters, zero-width runs, bidirectional controls",
+        shared=True,
+    ),
+    "regex": Entry(_regex_family(()), frozenset({"patterns"}), "your own RE2 patterns", shared=True),
+    "secrets": Entry(
+        _regex_family(("secrets",)), frozenset({"patterns"}), "private keys and API tokens", shared=True
+    ),
+    "pii": Entry(
+        _regex_family(("pii",)), frozenset({"patterns"}),
+        "emails, phone numbers, card numbers (Luhn-checked), US social security numbers", shared=True,
+    ),
+    "llama_guard": Entry(
+        _llama_guard,
+        frozenset({
+            "model", "version", "taxonomy", "categories", "exclude", "threshold", "codes", "mode", "base_url",
+            "api_key_env", "dtype", "device", "batch_size", "concurrency", "timeout_s",
+        }),
+        "Llama Guard content classifier (needs a model)",
+    ),
+    "alignment": Entry(
+        _alignment,
+        frozenset({"model", "base_url", "api_key_env", "timeout_s", "max_tokens"}),
+        "asks a chat model whether an agent's latest action serves the user's goal",
+        off_reason=f"no model configured (set detectors.alignment.model or {ALIGNMENT_MODEL_ENV})",
+    ),
+}
+
+_shared: dict[tuple[str, str], Detector] = {}
+_shared_lock = threading.Lock()
+
+
+def build(use: str, options: dict[str, Any]) -> Detector | None:
+    """Build registry detector `use` with `options`; shared kinds are built once per process per options."""
+    entry = DETECTORS[use]
+    if not entry.shared:
+        return entry.build(dict(options))
+    key = (use, json.dumps(options, sort_keys=True, default=str))
+    with _shared_lock:
+        found = _shared.get(key)
+        if found is None:
+            found = entry.build(dict(options))
+            if found is not None:
+                _shared[key] = found
+        return found
