@@ -32,7 +32,12 @@ _LEXERS: dict[str, str] = {
     # Text between `?>` and the next `<?php` is HTML, where `#` and `//` are not comments.
     "php": rf"(?P<c>{_LINE_SLASH}|{_BLOCK}|{_HASH})|{_DQ}|{_SQ}|\?>(?s:.*?)(?:<\?php|<\?=|\z)",
     "python": rf'(?P<c>{_HASH})|"""(?s:.*?)"""|\'\'\'(?s:.*?)\'\'\'|{_DQ}|{_SQ}',
-    "ruby": rf"(?P<c>{_HASH}|(?m:^=begin(?s:.*?)^=end[^\n]*))|{_DQ}|{_SQ}",
+    # Ruby strings may span lines and hold `#{...}`; backticks and %-literals (%x(), %Q{}, %w[]) are strings too.
+    "ruby": (
+        rf"(?P<c>{_HASH}|(?m:^=begin(?s:.*?)^=end[^\n]*))"
+        r'|"(?:[^"\\]|\\.)*"|' + _SQ + r"|`(?:[^`\\]|\\.)*`"
+        r"|%[qQwWiIxrs]?(?:\((?:[^()\\]|\\.)*\)|\{(?:[^{}\\]|\\.)*\}|\[(?:[^\[\]\\]|\\.)*\])"
+    ),
 }
 
 _FAMILY = {

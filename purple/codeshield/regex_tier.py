@@ -1,4 +1,9 @@
-"""Tier 1: RE2 rules, linear time on hostile input, comment-aware, one pre-filter pass per language."""
+"""Tier 1: RE2 rules, linear time on hostile input, comment-aware, one pre-filter pass per language.
+
+The text is encoded to UTF-8 once per scan and every rule runs on those bytes (RE2's native form), so
+the cost per rule does not include re-encoding the text. Each rule reports at most one finding per line
+and resumes its search at the next line, which bounds the work on hostile inputs that repeat a pattern.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +19,8 @@ from purple.codeshield.rules import RE2_OPTIONS, RegexRule
 from purple.types import Finding
 
 MAX_FINDINGS_PER_RULE = 50
-MAX_MATCHES_PER_RULE = 2_000
-"""Bound on matches examined per rule and text, so one hostile line repeating a pattern stays cheap."""
 SNIPPET_CHARS = 240
+_BLANK = b" \t\r\n"
 
 
 @dataclass(frozen=True)
@@ -46,34 +50,37 @@ class _LanguageRules:
             prefilter.Compile()
             self._set = prefilter
 
-    def candidates(self, text: str) -> list[_CompiledRule]:
+    def candidates(self, data: bytes) -> list[_CompiledRule]:
         if self._set is None:
             return []
-        return [self.rules[i] for i in sorted(self._set.Match(text) or ())]
+        return [self.rules[i] for i in sorted(self._set.Match(data) or ())]
 
 
 class LineIndex:
-    """Offset -> (line, column) for one text, 1-based."""
+    """Offset -> line for one text (str or bytes), lines 1-based."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str | bytes) -> None:
         self.text = text
+        newline = "\n" if isinstance(text, str) else b"\n"
         self.starts = [0]
         find = text.find
-        pos = find("\n")
+        pos = find(newline)  # type: ignore[arg-type]
         while pos >= 0:
             self.starts.append(pos + 1)
-            pos = find("\n", pos + 1)
+            pos = find(newline, pos + 1)  # type: ignore[arg-type]
 
-    def locate(self, offset: int) -> tuple[int, int]:
-        line = bisect_right(self.starts, offset)
-        return line, offset - self.starts[line - 1] + 1
+    def line_of(self, offset: int) -> int:
+        return bisect_right(self.starts, offset)
 
     def line_span(self, line: int) -> tuple[int, int]:
         start = self.starts[line - 1]
         end = self.starts[line] - 1 if line < len(self.starts) else len(self.text)
         return start, end
 
-    def line_text(self, line: int) -> str:
+    def next_line_start(self, line: int) -> int:
+        return self.starts[line] if line < len(self.starts) else len(self.text) + 1
+
+    def line_text(self, line: int) -> str | bytes:
         start, end = self.line_span(line)
         return self.text[start:end]
 
@@ -81,6 +88,10 @@ class LineIndex:
 def clip(line: str) -> str:
     line = line.strip()
     return line if len(line) <= SNIPPET_CHARS else line[: SNIPPET_CHARS - 1] + "…"
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", errors="replace")
 
 
 class RegexTier:
@@ -99,40 +110,49 @@ class RegexTier:
         groups = [self._agnostic]
         if language and language in self._languages:
             groups.append(self._languages[language])
-        stripped = strip_comments(code, language) if language else code
-        index = LineIndex(code)
+        raw = _utf8(code)
+        stripped_text = strip_comments(code, language) if language else code
+        stripped = raw if stripped_text is code else _utf8(stripped_text)
+        raw_index = LineIndex(raw)
+        stripped_index = raw_index if stripped is raw else LineIndex(stripped)
         findings: list[Finding] = []
         for group in groups:
-            for compiled in group.candidates(code):
-                target = code if compiled.rule.in_comments else stripped
-                findings.extend(self._matches(compiled, target, index, language or ANY, path))
+            for compiled in group.candidates(raw):
+                if compiled.rule.in_comments:
+                    target, index = raw, raw_index
+                else:
+                    target, index = stripped, stripped_index
+                findings.extend(self._matches(compiled, target, index, raw_index, language or ANY, path))
         findings.sort(key=lambda f: (f.line, f.column, f.rule_id))
         return findings
 
     @staticmethod
     def _matches(
-        compiled: _CompiledRule, target: str, index: LineIndex, language: str, path: str | None
+        compiled: _CompiledRule,
+        target: bytes,
+        index: LineIndex,
+        raw_index: LineIndex,
+        language: str,
+        path: str | None,
     ) -> list[Finding]:
         rule = compiled.rule
         out: list[Finding] = []
-        seen_lines: set[int] = set()
-        for examined, match in enumerate(compiled.regex.finditer(target)):
-            if examined >= MAX_MATCHES_PER_RULE:
+        pos = 0
+        while pos <= len(target) and len(out) < MAX_FINDINGS_PER_RULE:
+            match = compiled.regex.search(target, pos)
+            if match is None:
                 break
-            # Report the first non-blank character of the match, so a pattern that starts with \s lands right.
-            offset = match.start()
-            end = match.end()
-            while offset < end and target[offset] in " \t\r\n":
+            # Report the first non-blank byte of the match, so a pattern that starts with \s lands right.
+            offset, end = match.start(), match.end()
+            while offset < end and target[offset] in _BLANK:
                 offset += 1
-            line, column = index.locate(offset)
-            if line in seen_lines:
+            line = index.line_of(offset)
+            pos = index.next_line_start(line)  # one finding per rule and line
+            line_start, line_end = index.line_span(line)
+            if compiled.regex_not is not None and compiled.regex_not.search(target[line_start:line_end]):
                 continue
-            seen_lines.add(line)  # one finding per rule and line; `regex-not` depends on the line only
-            if compiled.regex_not is not None:
-                start, stop = index.line_span(line)  # `target` has the same line breaks as the code
-                if compiled.regex_not.search(target[start:stop]):
-                    continue
-            end_line, _ = index.locate(max(offset, end - 1))
+            column = len(target[line_start:offset].decode("utf-8", errors="replace")) + 1
+            snippet = raw_index.line_text(line)
             out.append(
                 Finding(
                     rule_id=rule.id,
@@ -141,13 +161,11 @@ class RegexTier:
                     message=rule.message,
                     line=line,
                     column=column,
-                    snippet=clip(index.line_text(line)),
+                    snippet=clip(snippet.decode("utf-8", errors="replace")),  # type: ignore[union-attr]
                     language=language,
                     path=path,
                     tier="regex",
-                    end_line=end_line,
+                    end_line=index.line_of(max(offset, end - 1)),
                 )
             )
-            if len(out) >= MAX_FINDINGS_PER_RULE:
-                break
         return out

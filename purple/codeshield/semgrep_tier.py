@@ -62,7 +62,8 @@ class _PlainDumper(yaml.SafeDumper):
         return True
 
 
-_TOLERATED_ERRORS = {"Syntax error", "Other syntax error", "Lexical error", "PartialParsing"}
+_UNPARSED_ERRORS = {"Syntax error", "Other syntax error", "Lexical error"}
+"""Semgrep could not parse the file at all: it scanned nothing there (the regex tier still did)."""
 
 
 @dataclass
@@ -108,18 +109,19 @@ class SemgrepTier:
         self._prescans = [re2.compile(rule.prescan, RE2_OPTIONS) for rule in self.rules]
         self._by_id = {rule.id: rule for rule in self.rules}
         self._broken: set[int] = set()
+        self._by_language: dict[str, list[int]] = {}
+        for i, rule in enumerate(self.rules):
+            for language in rule.languages:
+                self._by_language.setdefault(language, []).append(i)
 
     @property
     def available(self) -> bool:
         return self.executable is not None
 
     def candidate_rules(self, code: str, language: str) -> list[int]:
-        """Indices of the rules for `language` whose prescan regex matches `code`."""
-        return [
-            i
-            for i, rule in enumerate(self.rules)
-            if language in rule.languages and self._prescans[i].search(code)
-        ]
+        """Indices of the rules for `language` whose prescan regex matches `code` (encoded once)."""
+        data = code.encode("utf-8", errors="replace")
+        return [i for i in self._by_language.get(language, ()) if self._prescans[i].search(data)]
 
     def scan_batch(self, items: Sequence[tuple[str, str | None, str | None]]) -> SemgrepBatchResult:
         """Scan (code, language, display path) items; findings are returned per item, in order."""
@@ -205,7 +207,8 @@ class SemgrepTier:
                 continue
             lines = str(error.get("message", "")).strip().splitlines()
             found = _RULE_PARSE_ERROR.search(lines[0] if lines else "")
-            rule = self._rule_for(found.group(1)) if found else None
+            rule_id = str(error.get("rule_id") or (found.group(1) if found else ""))
+            rule = self._rule_for(rule_id) if rule_id else None
             if rule is not None:
                 detail = next((line.strip() for line in lines[1:] if line.strip()), "rule rejected")
                 broken[self.rules.index(rule)] = detail[:200]
@@ -220,8 +223,15 @@ class SemgrepTier:
         timeouts = 0
         for error in report.get("errors", []):
             kind = _error_kind(error)
-            if kind in _TOLERATED_ERRORS:
-                continue  # snippets are often fragments; semgrep recovers and scans what it can parse
+            if kind == "PartialParsing":
+                continue  # snippets are often fragments; semgrep recovered and scanned what it could parse
+            if kind in _UNPARSED_ERRORS:
+                target = by_name.get(Path(str(error.get("path", ""))).name)
+                if target is not None:
+                    result.item_notes.setdefault(target.index, []).append(
+                        "semgrep could not parse this input; only the regex tier's findings are reported"
+                    )
+                continue
             if "Timeout" in kind or "OutOfMemory" in kind:
                 timeouts += 1
                 continue
