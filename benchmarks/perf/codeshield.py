@@ -64,7 +64,7 @@ def run_anchor(items: list[dict], fix_semgrep: bool, concurrency: int) -> tuple[
 
 
 def measure_ours(cases: list[InstructCase], files: list[CleanFile]) -> dict:
-    from purple.codeshield import CodeItem, CodeShield
+    from purple.codeshield import CodeItem, CodeShield, Treatment
 
     shield = CodeShield()
     regex_only = CodeShield(semgrep=False, ruleset=shield.ruleset)
@@ -76,11 +76,16 @@ def measure_ours(cases: list[InstructCase], files: list[CleanFile]) -> dict:
     batch_wall = time.perf_counter() - start
     detected = [is_detected(c, [(f.line, f.cwe) for f in r.findings]) for c, r in zip(cases, results)]
 
-    regex_latency = []
-    for item in items:
-        t0 = time.perf_counter()
-        regex_only.scan(item.code, item.language)
-        regex_latency.append(time.perf_counter() - t0)
+    regex_passes: list[list[float]] = []
+    for _ in range(3):
+        timings = []
+        for item in items:
+            t0 = time.perf_counter()
+            regex_only.scan(item.code, item.language)
+            timings.append(time.perf_counter() - t0)
+        regex_passes.append(timings)
+    regex_latency = regex_passes[0]
+    regex_best_of_3 = [min(values) for values in zip(*regex_passes)]
     full_latency = []
     for item in items:
         t0 = time.perf_counter()
@@ -89,13 +94,16 @@ def measure_ours(cases: list[InstructCase], files: list[CleanFile]) -> dict:
 
     clean = shield.scan_many([CodeItem(f.code, f.language, f.name) for f in files])
     false_findings = _false_findings(files, [len(r.findings) for r in clean])
+    alarms = [sum(shield.treatment[f.severity] is not Treatment.IGNORE for f in r.findings) for r in clean]
     return {
         "detection": rates(cases, detected),
         "batch_seconds": batch_wall,
         "throughput": len(items) / batch_wall,
         "latency_full": full_latency,
         "latency_regex": regex_latency,
+        "latency_regex_best_of_3": regex_best_of_3,
         "false_findings": false_findings,
+        "false_alarms": _false_findings(files, alarms),
         "rules": {"regex": len(shield.ruleset.regex), "semgrep": len(shield.ruleset.semgrep)},
     }
 
@@ -159,14 +167,21 @@ def render(report: dict) -> str:
         "",
         "## False findings per 1,000 lines of clean code",
         "",
-        "| corpus | Purple | anchor as published | anchor, semgrep fixed |",
-        "|---|---|---|---|",
+        "| corpus | Purple, all findings | Purple, warn or block | anchor as published | anchor, semgrep fixed |",
+        "|---|---|---|---|---|",
     ]
     for language in [*CORPUS_LANGUAGES, "overall"]:
         lines.append(
             f"| {language} | {_per_kloc(ours['false_findings'].get(language))} | "
+            f"{_per_kloc(ours['false_alarms'].get(language))} | "
             f"{_per_kloc(published['false_findings'].get(language))} | {_per_kloc(fixed['false_findings'].get(language))} |"
         )
+    lines += [
+        "",
+        "Every finding counts, though most are real uses of the flagged API in code assumed clean (eval in pdb,",
+        "os.system in mailcap, strcpy in Xtrans). Purple's `advice` findings are reported with treatment `ignore`;",
+        "the warn/block column leaves them out. Every anchor finding is warn or block.",
+    ]
     lines += [
         "",
         f"## Speed ({report['snippets']:,} snippets)",
@@ -175,6 +190,8 @@ def render(report: dict) -> str:
         "|---|---|---|---|",
         f"| Purple, regex tier only | {1000 * percentile(ours['latency_regex'], 50):.2f} ms | "
         f"{1000 * percentile(ours['latency_regex'], 99):.2f} ms | |",
+        f"| Purple, regex tier only, best of 3 per snippet | {1000 * percentile(ours['latency_regex_best_of_3'], 50):.2f} ms | "
+        f"{1000 * percentile(ours['latency_regex_best_of_3'], 99):.2f} ms | |",
         f"| Purple, both tiers, one call per snippet | {1000 * percentile(ours['latency_full'], 50):.2f} ms | "
         f"{1000 * percentile(ours['latency_full'], 99):.2f} ms | |",
         f"| Purple, both tiers, one batch | | | {ours['throughput']:.1f} |",
@@ -213,7 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ).stdout.strip()
     report = {
         "command": "python benchmarks/perf/codeshield.py " + " ".join(argv or sys.argv[1:]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU, Python {platform.python_version()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU, Python {platform.python_version()}, "
+        f"load average at start {os.getloadavg()[0]:.1f}",
         "semgrep_version": semgrep_version,
         "snippets": len(cases),
         "ours": measure_ours(cases, files),
@@ -229,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for key, value in report.items()
     }
     for key in ("ours", "anchor_published", "anchor_fixed"):
-        for name in ("latency_full", "latency_regex"):
+        for name in ("latency_full", "latency_regex", "latency_regex_best_of_3"):
             if name in report[key]:
                 summary[key][f"{name}_p50_ms"] = 1000 * statistics.median(report[key][name])
                 summary[key][f"{name}_p99_ms"] = 1000 * percentile(report[key][name], 99)
