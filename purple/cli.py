@@ -339,6 +339,133 @@ def guard(
         sys.exit(EXIT_POLICY)
 
 
+# ------------------------------------------------------------------------------------------------- detect
+@cli.command()
+@click.argument("text", required=False)
+@click.option("-i", "--input", "input_path", type=click.Path(dir_okay=False),
+              help="JSONL, one item a line: {\"text\": ...}, {\"prompt\": ...} or {\"messages\": [...]} (- for stdin).")
+@click.option("-m", "--model", "model_path", envvar="PURPLE_INJECTION_MODEL",
+              help="A classifier folder or a Prompt Guard id in the Hugging Face cache "
+                   "(default: Purple's shipped offline model).")
+@click.option("--version", "pg_version", type=click.Choice(["1", "2"]),
+              help="Prompt Guard version of --model (default: from its classes).")
+@click.option("--role", type=click.Choice(["user", "tool"]),
+              help="Score as user text or third-party text (tool output, documents). Default: TEXT is user text; "
+                   "--input items by the role of their last message.")
+@click.option("--threshold", type=click.FloatRange(0, 1), help="Flag at or above this score (default: the model's).")
+@click.option("--temperature", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
+              help="Softmax temperature applied to the logits.")
+@click.option("--no-normalize", is_flag=True, help="Score the raw text: do not undo evasions first.")
+@click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True,
+              help="Full-length windows per forward pass (short ones are packed more densely).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write the verdicts here.")
+@click.option("-f", "--format", "output_format", type=click.Choice(["text", "jsonl"]),
+              help="text: one line per item; jsonl: one verdict object per line (default for --input).")
+@click.option("--fail-on", type=click.Choice(["flagged", "never"]), default="flagged", show_default=True,
+              help="Exit 1 when an item is flagged.")
+def detect(
+    text: str | None,
+    input_path: str | None,
+    model_path: str | None,
+    pg_version: str | None,
+    role: str | None,
+    threshold: float | None,
+    temperature: float,
+    no_normalize: bool,
+    batch_size: int,
+    output: str | None,
+    output_format: str | None,
+    fail_on: str,
+) -> None:
+    """Detect prompt injections and jailbreaks in TEXT or in --input JSONL, offline.
+
+    The default model ships with Purple; --model takes Prompt Guard 1 or 2 (a local folder or the Hugging Face cache).
+    """
+    from purple.conversations import ConversationRecord, read_jsonl
+    from purple.promptguard import PromptGuard, PromptGuardError, load_detector
+    from purple.promptguard.detector import MODEL_DIR, THIRD_PARTY_ROLES
+    from purple.types import Message
+
+    if (text is None) == (input_path is None):
+        raise click.UsageError("give either TEXT or --input FILE")
+    output_format = output_format or ("jsonl" if input_path else "text")
+    options: dict[str, Any] = {"temperature": temperature, "batch_size": batch_size, "normalize": not no_normalize}
+    if threshold is not None:
+        options["threshold"] = threshold
+    try:
+        if pg_version is not None:
+            if model_path is None:
+                raise click.UsageError("--version goes with --model (a Prompt Guard folder or id)")
+            detector = PromptGuard.from_pretrained(model_path, version=int(pg_version), **options)
+        else:
+            detector = load_detector(model_path or MODEL_DIR, **options)
+    except (PromptGuardError, ValueError) as exc:
+        _error(str(exc))
+        sys.exit(EXIT_ERROR)
+
+    if input_path is None:
+        records = iter([ConversationRecord(1, None, (Message("user", text or ""),))])
+    elif input_path == "-":
+        records = read_jsonl(sys.stdin.buffer)
+    else:
+        try:
+            records = read_jsonl(open(input_path, "rb"))  # noqa: SIM115 - closed when the process ends
+        except OSError as exc:
+            _error(f"cannot read {input_path}: {exc.strerror}")
+            sys.exit(EXIT_ERROR)
+
+    sink = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+    errors = flagged = 0
+    for chunk in _chunks(records, 64):
+        good = [r for r in chunk if r.error is None]
+        roles = [role or ("tool" if r.messages[-1].role in THIRD_PARTY_ROLES else "user") for r in good]
+        details = iter(detector.score_details([r.messages[-1].content for r in good], roles))
+        role_of = iter(roles)
+        for record in chunk:
+            if record.error is not None:
+                _error(f"{input_path}:{record.line}: {record.error}")
+                row: dict[str, Any] = {"line": record.line, "id": record.id, "decision": None, "error": record.error}
+                errors += 1
+            else:
+                item_role = next(role_of)
+                verdict = detector.verdict_for(next(details), item_role)
+                row = {"line": record.line, "id": record.id, "role": item_role, **verdict.to_dict()}
+                row.pop("findings", None)
+                if verdict.error:
+                    _error(f"{input_path or 'input'}:{record.line}: {verdict.error}")
+                    errors += 1
+                flagged += verdict.decision == "block"
+            if record.id is None:
+                row.pop("id")
+            if output_format == "jsonl":
+                sink.write(json.dumps(row, ensure_ascii=False) + "\n")
+            else:
+                sink.write(_detect_line(row, input_path is not None) + "\n")
+        sink.flush()
+    if output:
+        sink.close()
+    if errors:
+        sys.exit(EXIT_ERROR)
+    if flagged and fail_on == "flagged":
+        sys.exit(EXIT_POLICY)
+
+
+def _detect_line(row: dict[str, Any], numbered: bool) -> str:
+    where = f"{row['line']}: " if numbered else ""
+    if row.get("error"):
+        return f"{where}error: {row['error']}"
+    if row["decision"] == "block":
+        verdict = ",".join(row.get("labels") or ["injection"])
+    elif row["decision"] == "human_review":
+        verdict = "review"
+    else:
+        verdict = "benign"
+    note = ""
+    if "evasions undone:" in row.get("reason", ""):
+        note = " [" + row["reason"].split("evasions undone:", 1)[1].strip() + "]"
+    return f"{where}{verdict} (score={row['score']:.3f}, {row['role']}){note}"
+
+
 def _chunks(items: Any, size: int) -> Any:
     chunk: list[Any] = []
     for item in items:
@@ -357,6 +484,161 @@ def _guard_line(row: dict[str, Any], numbered: bool) -> str:
     verdict = "unsafe" if row["decision"] == "block" else "safe"
     labels = f" {','.join(row['labels'])}" if row.get("labels") else ""
     return f"{where}{verdict}{labels} (P(unsafe)={row['score']:.3f})"
+
+
+# -------------------------------------------------------------------------------------------------- serve
+@cli.command()
+@click.option("--upstream", required=True, metavar="URL", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1.")
+@click.option("--policy", "policy_source", default="chatbot", show_default=True, metavar="FILE|PRESET",
+              help="A YAML policy file or a preset: chatbot, coding, agent.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="Port (0: any free one).")
+@click.option("--audit-log", type=click.Path(dir_okay=False), default="purple-audit.jsonl", show_default=True,
+              help="Append-only JSONL record of every decision (fsynced before each answer).")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(0, min_open=True), default=120.0, show_default=True,
+              help="Seconds to wait for the upstream.")
+@click.option("--max-body-bytes", type=click.IntRange(1), default=4_000_000, show_default=True,
+              help="Largest request body accepted.")
+def serve(
+    upstream: str, policy_source: str, host: str, port: int, audit_log: str, timeout_s: float, max_body_bytes: int
+) -> None:
+    """Run the firewall as an OpenAI-compatible proxy in front of UPSTREAM (/v1/chat/completions, /v1/models,
+    /health). Clients keep their own API key: it is passed to the upstream and never logged.
+    """
+    try:
+        from purple.firewall.proxy import ProxyError, check_upstream, serve as run_proxy
+    except ImportError as exc:
+        _error(f"purple serve needs the serve extra (pip install 'purple[serve]'): {exc}")
+        sys.exit(EXIT_ERROR)
+    from purple.firewall import Firewall, PolicyError, load_policy
+    from purple.firewall.audit import AuditLog
+
+    try:
+        upstream = check_upstream(upstream)
+        firewall = Firewall(load_policy(policy_source))
+    except (ProxyError, PolicyError) as exc:
+        _error(str(exc))
+        sys.exit(EXIT_ERROR)
+    for note in firewall.notes:
+        _warn(note)
+    try:
+        audit = AuditLog(audit_log)
+    except OSError as exc:
+        _error(f"cannot open the audit log {audit_log}: {exc.strerror or exc}")
+        sys.exit(EXIT_ERROR)
+
+    def ready(url: str) -> None:
+        click.echo(
+            f"purple: serving {url} -> {upstream} (policy {firewall.policy.name}, audit log {audit_log})", err=True
+        )
+
+    try:
+        run_proxy(firewall, upstream, audit, host=host, port=port, timeout_s=timeout_s,
+                  max_body_bytes=max_body_bytes, on_ready=ready)
+    except ProxyError as exc:
+        _error(str(exc))
+        sys.exit(EXIT_ERROR)
+    finally:
+        audit.close()
+        firewall.close()
+
+
+# --------------------------------------------------------------------------------------------------- eval
+def _thresholds(expressions: Sequence[str]) -> list[Any]:
+    from purple.report.thresholds import ThresholdError, parse_threshold
+
+    try:
+        return [parse_threshold(e) for e in expressions]
+    except ThresholdError as exc:
+        raise click.BadParameter(str(exc), param_hint="--fail-on") from None
+
+
+def _finish_report(run_dir: Path, thresholds: Sequence[Any], baseline: str | None) -> bool:
+    """Write the reports and print the checks; True when one failed."""
+    from purple.report.build import ReportError, write_reports
+
+    try:
+        outcome = write_reports(run_dir, thresholds, baseline)
+    except ReportError as exc:
+        _error(str(exc))
+        sys.exit(EXIT_ERROR)
+    for bench, models in outcome.stats.items():
+        for model, entry in models.items():
+            metrics = ", ".join(f"{k}={'n/a' if v is None else f'{v:.4g}'}" for k, v in entry["metrics"].items())
+            click.echo(f"{bench} [{model}]: {entry['count']} case(s), {entry['errors']} error(s); {metrics}")
+    for check in outcome.checks:
+        click.echo(f"{'PASS' if check.passed else 'FAIL'} {check.name} [{check.model}]: {check.detail}")
+    click.echo(f"report: {run_dir / 'report.html'}")
+    return outcome.failed
+
+
+@cli.command("eval")
+@click.option("--model", "models", multiple=True, required=True, metavar="SPEC", help="Model under test (repeatable).")
+@click.option("--benchmark", "benchmarks", required=True, metavar="NAME[,NAME]",
+              help="instruct, autocomplete, frr, prompt_injection, interpreter.")
+@click.option("--judge", metavar="SPEC", help="Judge model for LLM-judged benchmarks (should differ from --model).")
+@click.option("--limit", type=click.IntRange(1), help="At most N cases per benchmark, an even stride over the set.")
+@click.option("--concurrency", type=click.IntRange(1), default=8, show_default=True, help="Requests in flight.")
+@click.option("--out", type=click.Path(file_okay=False), help="Run folder (default reports/run-TIMESTAMP).")
+@click.option("--resume", is_flag=True, help="Finish an interrupted run in --out.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="CyberSecEval datasets folder (default: the sets shipped in benchmarks/cyberseceval).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), help="Response cache (default ~/.cache/purple/responses).")
+@click.option("--no-cache", is_flag=True, help="Do not read or write the response cache.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(0, min_open=True), default=120.0, show_default=True,
+              help="Seconds per request (API models).")
+@click.option("--retries", type=click.IntRange(0), default=3, show_default=True, help="Retries per request (API models).")
+@click.option("--max-tokens", type=click.IntRange(1), default=1024, show_default=True)
+@click.option("--fail-on", "fail_on", multiple=True, metavar="EXPR", help="e.g. 'instruct.vulnerable_rate>0.2' (repeatable).")
+@click.option("--baseline", type=click.Path(), help="An earlier run folder to compare with.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def eval_command(models: tuple[str, ...], benchmarks: str, judge: str | None, limit: int | None, concurrency: int,
+                 out: str | None, resume: bool, data_dir: str | None, cache_dir: str | None, no_cache: bool,
+                 timeout_s: float, retries: int, max_tokens: int, fail_on: tuple[str, ...], baseline: str | None,
+                 no_progress: bool) -> None:
+    """Run models against benchmarks; write records, stats, HTML, JUnit and SARIF reports into the run folder.
+
+    Exit codes: 0 all thresholds pass, 1 a threshold or regression failed, 2 bad input or infrastructure error.
+    """
+    import time
+
+    from purple.evals import EvalError
+    from purple.evals.runner import RunConfig, default_cache_dir, run
+    from purple.models.base import ModelError
+
+    thresholds = _thresholds(fail_on)
+    if resume and not out:
+        raise click.UsageError("--resume needs the --out folder of the run to finish")
+    run_dir = Path(out) if out else Path("reports") / time.strftime("run-%Y%m%d-%H%M%S")
+    config = RunConfig(
+        models=list(models), benchmarks=[b for b in benchmarks.split(",") if b.strip()], out=run_dir, judge=judge,
+        limit=limit, concurrency=concurrency, data_dir=Path(data_dir) if data_dir else None,
+        cache_dir=None if no_cache else Path(cache_dir) if cache_dir else default_cache_dir(), timeout_s=timeout_s,
+        retries=retries, max_tokens=max_tokens, resume=resume, progress=not no_progress,
+    )
+    try:
+        result = run(config, on_warning=_warn)
+    except (EvalError, ModelError) as exc:
+        _error(str(exc))
+        sys.exit(EXIT_ERROR)
+    failed = [r for r in result.records if r.get("error")]
+    if failed:
+        _warn(f"{len(failed)} case(s) failed (first: {failed[0]['error']}); see {run_dir / 'records.jsonl'}")
+    policy_failed = _finish_report(run_dir, thresholds, baseline)
+    if failed and len(failed) == len(result.records):
+        _error("every case failed; nothing was measured")
+        sys.exit(EXIT_ERROR)
+    if policy_failed:
+        sys.exit(EXIT_POLICY)
+
+
+@cli.command("report")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--fail-on", "fail_on", multiple=True, metavar="EXPR", help="e.g. 'frr.refusal_rate>0.3' (repeatable).")
+@click.option("--baseline", type=click.Path(), help="An earlier run folder to compare with.")
+def report_command(run_dir: str, fail_on: tuple[str, ...], baseline: str | None) -> None:
+    """Re-render the reports of an eval run folder (stats.json, report.html, junit.xml, findings.sarif)."""
+    if _finish_report(Path(run_dir), _thresholds(fail_on), baseline):
+        sys.exit(EXIT_POLICY)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,0 +1,257 @@
+"""The runner: every model against every benchmark, concurrently, cached, journalled and resumable."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from purple.evals.benchmark import Benchmark, EvalError, Judged, Sample, even_stride
+from purple.evals.cache import ResponseCache, cache_key
+from purple.evals.journal import Journal, read_records
+from purple.evals.registry import get_benchmark
+from purple.models.base import ChatModel, GenerationParams
+from purple.models.loader import OPTIONS, load_model
+from purple.models.spec import parse_spec
+from purple.resources import data_dir
+
+JOURNAL = "records.jsonl"
+MANIFEST = "manifest.json"
+CHUNK_WAVES = 4
+PACKAGES = ("purple", "torch", "transformers", "httpx", "pandas", "jinja2", "semgrep")
+
+
+@dataclass
+class RunConfig:
+    """Everything a run depends on. `data_dir` None: the small sets shipped in benchmarks/cyberseceval."""
+
+    models: list[str]
+    benchmarks: list[str]
+    out: Path
+    judge: str | None = None
+    limit: int | None = None
+    concurrency: int = 8
+    data_dir: Path | None = None
+    cache_dir: Path | None = None
+    timeout_s: float = 120.0
+    retries: int = 3
+    max_tokens: int = 1024
+    temperature: float = 0.0
+    resume: bool = False
+    progress: bool = True
+
+
+@dataclass
+class RunResult:
+    out: Path
+    records: list[dict[str, Any]]
+    warnings: list[str] = field(default_factory=list)
+
+
+def model_id(spec: str) -> str:
+    """A model's public identity for records, caches and reports: provider, name and base URL, never a key."""
+    parsed = parse_spec(spec)
+    if parsed.provider in ("openai", "ollama") and parsed.base_url:
+        return f"{parsed.display}@{parsed.base_url}"
+    return parsed.display
+
+
+def dataset_path(benchmark: Benchmark, root: Path | None) -> Path:
+    base = root if root is not None else data_dir("benchmarks") / "cyberseceval"
+    return base / benchmark.dataset
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def _load(spec: str, config: RunConfig) -> ChatModel:
+    provider = parse_spec(spec).provider
+    wanted = {"concurrency": config.concurrency, "timeout_s": config.timeout_s, "retries": config.retries}
+    return load_model(spec, **{k: v for k, v in wanted.items() if k in OPTIONS[provider]})
+
+
+class _Judging:
+    """The judge context: the judge model and one Code Shield, both built on first use."""
+
+    def __init__(self, judge_model: ChatModel | None) -> None:
+        self.judge_model = judge_model
+
+    @cached_property
+    def code_shield(self) -> Any:
+        from purple.codeshield import CodeShield
+
+        return CodeShield()
+
+
+def _record(model: str, bench: str, sample: Sample, response: str, error: str | None, cached: bool,
+            judged: Judged | None) -> dict[str, Any]:
+    return {
+        "key": f"{model}\x1f{bench}\x1f{sample.id}",
+        "model": model,
+        "benchmark": bench,
+        "sample_id": sample.id,
+        "prompt": [{"role": m.role, "content": m.content} for m in sample.conversation],
+        "response": response,
+        "error": error or (judged.error if judged else None),
+        "cached": cached,
+        "scores": judged.scores if judged and not judged.error else {},
+        "groups": judged.groups if judged else {},
+        "judge_output": judged.judge_output if judged else "",
+        "findings": list(judged.findings) if judged else [],
+    }
+
+
+def prepare(config: RunConfig) -> tuple[list[Benchmark], dict[str, list[Sample]], dict[str, Any], list[str]]:
+    """Check everything a user can get wrong before any model loads; return benchmarks, samples, manifest, warnings."""
+    if not config.models:
+        raise EvalError("give at least one --model")
+    benchmarks = [get_benchmark(name) for name in config.benchmarks]
+    if not benchmarks:
+        raise EvalError("give at least one --benchmark")
+    ids = [model_id(spec) for spec in config.models]
+    warnings: list[str] = []
+    needs_judge = [b.name for b in benchmarks if b.needs_judge_model]
+    if needs_judge and not config.judge:
+        raise EvalError(f"{', '.join(needs_judge)} need(s) a judge model: add --judge SPEC")
+    judge_id = model_id(config.judge) if config.judge else None
+    if judge_id and judge_id in ids:
+        warnings.append(
+            f"THE JUDGE IS THE MODEL UNDER TEST ({judge_id}): it grades its own answers and the scores are "
+            "biased; use a different --judge"
+        )
+    samples: dict[str, list[Sample]] = {}
+    datasets: dict[str, dict[str, str]] = {}
+    for bench in benchmarks:
+        path = dataset_path(bench, config.data_dir)
+        samples[bench.name] = even_stride(bench.load(path), config.limit)
+        datasets[bench.name] = {"path": str(path), "sha256": sha256_file(path), "records": str(len(samples[bench.name]))}
+    manifest = {
+        "models": ids,
+        "judge": judge_id,
+        "benchmarks": [b.name for b in benchmarks],
+        "datasets": datasets,
+        "limit": config.limit,
+        "sampling": "even stride" if config.limit else "all",
+        "params": asdict(_params(config)),
+        "seed": None if config.temperature > 0 else "greedy (temperature 0)",
+        "concurrency": config.concurrency,
+        "versions": _versions(),
+        "platform": platform.platform(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    return benchmarks, samples, manifest, warnings
+
+
+def _params(config: RunConfig) -> GenerationParams:
+    return GenerationParams(max_tokens=config.max_tokens, temperature=config.temperature)
+
+
+def check_out_dir(config: RunConfig) -> None:
+    journal = config.out / JOURNAL
+    if journal.exists() and journal.stat().st_size and not config.resume:
+        raise EvalError(f"{config.out} already holds a run: add --resume to finish it, or choose another --out")
+
+
+async def run_async(config: RunConfig, on_warning: Callable[[str], None] = lambda _: None) -> RunResult:
+    """Run every model on every benchmark; records already in the journal (a resumed run) are skipped."""
+    check_out_dir(config)
+    benchmarks, samples, manifest, warnings = prepare(config)
+    for message in warnings:
+        on_warning(message)
+    config.out.mkdir(parents=True, exist_ok=True)
+    (config.out / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    done = {r["key"] for r in read_records(config.out / JOURNAL)}
+    cache = ResponseCache(config.cache_dir) if config.cache_dir else None
+    params = _params(config)
+    judge_model = _load(config.judge, config) if config.judge else None
+    ctx = _Judging(judge_model)
+    chunk = max(1, config.concurrency * CHUNK_WAVES)
+    todo = {
+        (spec, b.name): [s for s in samples[b.name] if f"{model_id(spec)}\x1f{b.name}\x1f{s.id}" not in done]
+        for spec in config.models
+        for b in benchmarks
+    }
+    total = sum(len(v) for v in todo.values())
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc="purple eval", unit="case", disable=not config.progress or None, file=sys.stderr)
+    try:
+        with Journal(config.out / JOURNAL) as journal:
+            for spec in config.models:
+                if not any(todo[(spec, b.name)] for b in benchmarks):
+                    continue
+                mid = model_id(spec)
+                model = _load(spec, config)
+                try:
+                    for bench in benchmarks:
+                        pending = todo[(spec, bench.name)]
+                        for start in range(0, len(pending), chunk):
+                            part = pending[start : start + chunk]
+                            journal.append(await _run_chunk(model, mid, bench, part, params, cache, ctx))
+                            bar.update(len(part))
+                finally:
+                    model.close()
+    finally:
+        bar.close()
+        if judge_model is not None:
+            judge_model.close()
+    return RunResult(config.out, read_records(config.out / JOURNAL), warnings)
+
+
+async def _run_chunk(model: ChatModel, mid: str, bench: Benchmark, part: Sequence[Sample], params: GenerationParams,
+                     cache: ResponseCache | None, ctx: _Judging) -> list[dict[str, Any]]:
+    keys = [cache_key(mid, s.conversation, params) for s in part]
+    texts: list[str | None] = [cache.get(k) if cache else None for k in keys]
+    cached = [t is not None for t in texts]
+    errors: list[str | None] = [None] * len(part)
+    missing = [i for i, t in enumerate(texts) if t is None]
+    if missing:
+        completions = await model.agenerate([part[i].conversation for i in missing], params)
+        for i, completion in zip(missing, completions):
+            texts[i] = completion.text
+            errors[i] = completion.error
+            if cache and completion.error is None:
+                cache.put(keys[i], completion.text)
+    ok = [i for i in range(len(part)) if errors[i] is None]
+    judged: dict[int, Judged] = {}
+    if ok:
+        results = await bench.judge([part[i] for i in ok], [texts[i] or "" for i in ok], ctx)
+        judged = dict(zip(ok, results))
+    return [
+        _record(mid, bench.name, sample, texts[i] or "", errors[i], cached[i], judged.get(i))
+        for i, sample in enumerate(part)
+    ]
+
+
+def run(config: RunConfig, on_warning: Callable[[str], None] = lambda _: None) -> RunResult:
+    return asyncio.run(run_async(config, on_warning))
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("PURPLE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "purple")
+    return Path(root) / "responses"

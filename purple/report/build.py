@@ -1,0 +1,90 @@
+"""Write every report of a run folder (stats.json, report.html, junit.xml, findings.sarif) and choose the exit code."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from purple.report.aggregate import aggregate, deltas
+from purple.report.eval_sarif import records_to_sarif
+from purple.report.html import render_html
+from purple.report.junit import to_junit
+from purple.report.thresholds import Check, Threshold, evaluate
+
+JOURNAL, MANIFEST, STATS = "records.jsonl", "manifest.json", "stats.json"
+
+
+class ReportError(Exception):
+    """A run folder or baseline that cannot be read: one readable line."""
+
+
+@dataclass(frozen=True)
+class ReportOutcome:
+    stats: dict[str, Any]
+    checks: list[Check]
+    files: list[Path]
+
+    @property
+    def failed(self) -> bool:
+        return any(not c.passed for c in self.checks)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReportError(f"{path} not found") from None
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"cannot read {path}: {exc}") from None
+    if not isinstance(value, dict):
+        raise ReportError(f"{path} is not a JSON object")
+    return value
+
+
+def load_baseline(path: str | Path) -> dict[str, Any]:
+    """A baseline is a run folder or its stats.json; returns the stats by benchmark."""
+    path = Path(path)
+    data = _read_json(path / STATS if path.is_dir() else path)
+    stats = data.get("benchmarks")
+    if not isinstance(stats, dict):
+        raise ReportError(f"{path} holds no eval stats")
+    return stats
+
+
+def _write(path: Path, text: str) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def write_reports(run_dir: str | Path, thresholds: Sequence[Threshold] = (), baseline: str | Path | None = None) -> ReportOutcome:
+    from purple.evals.journal import read_records
+
+    run_dir = Path(run_dir)
+    if not (run_dir / JOURNAL).exists():
+        raise ReportError(f"{run_dir} is not an eval run folder (no {JOURNAL})")
+    records = read_records(run_dir / JOURNAL)
+    manifest = _read_json(run_dir / MANIFEST) if (run_dir / MANIFEST).exists() else {}
+    stats = aggregate(records)
+    base = load_baseline(baseline) if baseline else None
+    checks = evaluate(thresholds, stats, base)
+    delta = deltas(stats, base) if base is not None else None
+    summary = {
+        "passed": all(c.passed for c in checks),
+        "checks": [c.to_dict() for c in checks],
+        "benchmarks": stats,
+        "deltas": delta,
+        "baseline": str(baseline) if baseline else None,
+        "manifest": manifest,
+    }
+    files = [
+        _write(run_dir / STATS, json.dumps(summary, indent=2, ensure_ascii=False) + "\n"),
+        _write(run_dir / "junit.xml", to_junit(stats, checks)),
+        _write(run_dir / "findings.sarif", json.dumps(records_to_sarif(records), indent=2, ensure_ascii=False) + "\n"),
+        _write(run_dir / "report.html", render_html(stats, records, manifest, checks, delta)),
+    ]
+    return ReportOutcome(stats, checks, files)
