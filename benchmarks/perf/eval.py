@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import threading
+import multiprocessing
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -19,6 +19,7 @@ from purple.evals.runner import RunConfig, run
 
 
 def serve(delay_s: float) -> ThreadingHTTPServer:
+    """The endpoint: a threading HTTP server that answers every chat request after `delay_s`."""
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -36,10 +37,18 @@ def serve(delay_s: float) -> ThreadingHTTPServer:
             self.end_headers()
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 256  # the default backlog of 5 drops simultaneous connects (1 s SYN retries)
+
+    server = Server(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+def _serve_in_child(delay_s: float, ports: multiprocessing.Queue) -> None:
+    server = serve(delay_s)
+    ports.put(server.server_address[1])
+    server.serve_forever()
 
 
 def main() -> None:
@@ -48,8 +57,11 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.2)
     parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args()
-    server = serve(args.delay)
-    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    # The endpoint runs in its own process, as a real server would, so it does not share the client's GIL.
+    ports: multiprocessing.Queue = multiprocessing.Queue()
+    endpoint = multiprocessing.Process(target=_serve_in_child, args=(args.delay, ports), daemon=True)
+    endpoint.start()
+    url = f"http://127.0.0.1:{ports.get(timeout=30)}/v1"
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         (data / "mitre_frr").mkdir(parents=True)
@@ -60,7 +72,7 @@ def main() -> None:
         start = time.perf_counter()
         result = run(config)
         wall = time.perf_counter() - start
-    server.shutdown()
+    endpoint.terminate()
     errors = sum(bool(r.get("error")) for r in result.records)
     ideal = args.prompts * args.delay / args.concurrency
     print(f"prompts={args.prompts} delay={args.delay}s concurrency={args.concurrency} records={len(result.records)} "

@@ -9,7 +9,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from importlib import metadata
@@ -27,7 +27,8 @@ from purple.resources import data_dir
 
 JOURNAL = "records.jsonl"
 MANIFEST = "manifest.json"
-CHUNK_WAVES = 4
+IN_FLIGHT_CHUNKS = 4
+"""Chunks of `concurrency` cases in flight at once, so the backend always has the next requests queued."""
 PACKAGES = ("purple", "torch", "transformers", "httpx", "pandas", "jinja2", "semgrep")
 
 
@@ -190,7 +191,7 @@ async def run_async(config: RunConfig, on_warning: Callable[[str], None] = lambd
     params = _params(config)
     judge_model = _load(config.judge, config) if config.judge else None
     ctx = _Judging(judge_model)
-    chunk = max(1, config.concurrency * CHUNK_WAVES)
+    chunk = max(1, config.concurrency)
     todo = {
         (spec, b.name): [s for s in samples[b.name] if f"{model_id(spec)}\x1f{b.name}\x1f{s.id}" not in done]
         for spec in config.models
@@ -210,10 +211,10 @@ async def run_async(config: RunConfig, on_warning: Callable[[str], None] = lambd
                 try:
                     for bench in benchmarks:
                         pending = todo[(spec, bench.name)]
-                        for start in range(0, len(pending), chunk):
-                            part = pending[start : start + chunk]
-                            journal.append(await _run_chunk(model, mid, bench, part, params, cache, ctx))
-                            bar.update(len(part))
+                        parts = [pending[start : start + chunk] for start in range(0, len(pending), chunk)]
+                        async for records in _stream_chunks(model, mid, bench, parts, params, cache, ctx):
+                            journal.append(records)  # journalled as each chunk finishes, in finishing order
+                            bar.update(len(records))
                 finally:
                     model.close()
     finally:
@@ -221,6 +222,25 @@ async def run_async(config: RunConfig, on_warning: Callable[[str], None] = lambd
         if judge_model is not None:
             judge_model.close()
     return RunResult(config.out, read_records(config.out / JOURNAL), warnings)
+
+
+async def _stream_chunks(model: ChatModel, mid: str, bench: Benchmark, parts: Sequence[Sequence[Sample]],
+                         params: GenerationParams, cache: ResponseCache | None, ctx: _Judging
+                         ) -> AsyncIterator[list[dict[str, Any]]]:
+    """Run chunks with a few in flight and yield each chunk's records as soon as it is judged."""
+    window = asyncio.Semaphore(IN_FLIGHT_CHUNKS)
+
+    async def one(part: Sequence[Sample]) -> list[dict[str, Any]]:
+        async with window:
+            return await _run_chunk(model, mid, bench, part, params, cache, ctx)
+
+    tasks = [asyncio.ensure_future(one(part)) for part in parts]
+    try:
+        for finished in asyncio.as_completed(tasks):
+            yield await finished
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 async def _run_chunk(model: ChatModel, mid: str, bench: Benchmark, part: Sequence[Sample], params: GenerationParams,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import os
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -75,6 +76,8 @@ class HFModel:
         torch_dtype = _torch_dtype(torch, dtype, self.device)
         self.batch_size = max(1, batch_size)
         self.prefix_cache = prefix_cache
+        # Async callers may overlap (several batches in flight); the model runs one batch at a time.
+        self._lock = threading.RLock()
         self._prefixes: OrderedDict[tuple[int, ...], Any] = OrderedDict()
         self._word_ids: dict[tuple[str, ...], dict[str, list[int]]] = {}
         self._torch = torch
@@ -120,6 +123,12 @@ class HFModel:
         self, prompts: Sequence[str], words: Sequence[str], images: Sequence[Sequence[str]] | None = None
     ) -> list[TokenProbs]:
         """P(next token starts each word) for raw prompts, in batched forward passes (no generation loop)."""
+        with self._lock:
+            return self._first_token_probs(prompts, words, images)
+
+    def _first_token_probs(
+        self, prompts: Sequence[str], words: Sequence[str], images: Sequence[Sequence[str]] | None
+    ) -> list[TokenProbs]:
         torch = self._torch
         key = tuple(words)
         if key not in self._word_ids:
@@ -266,6 +275,12 @@ class HFModel:
         self, prompts: Sequence[str], params: GenerationParams | None = None, images: Sequence[Sequence[str]] | None = None
     ) -> list[Completion]:
         """Continue raw prompts (special tokens written out) in left-padded batches."""
+        with self._lock:
+            return self._complete(prompts, params, images)
+
+    def _complete(
+        self, prompts: Sequence[str], params: GenerationParams | None, images: Sequence[Sequence[str]] | None
+    ) -> list[Completion]:
         params = params or GenerationParams()
         out: list[Completion | None] = [None] * len(prompts)
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))

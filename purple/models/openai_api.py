@@ -1,7 +1,8 @@
 """Any OpenAI-compatible server (OpenAI, vLLM, Together, Groq, llama.cpp, LM Studio, Ollama) over async HTTP.
 
-Chat (`/chat/completions`) and raw text (`/completions`) requests run concurrently under a limit, with timeouts and
-retries with backoff on 429, 5xx and connection failures. Each item that still fails becomes a Completion with
+Chat (`/chat/completions`) and raw text (`/completions`) requests run concurrently under one limit per model and
+event loop (shared by overlapping batches, over one pooled client), with timeouts and retries with backoff on
+429, 5xx and connection failures. Each item that still fails becomes a Completion with
 `error` set; the rest of the batch is kept. The API key is sent as a bearer token and redacted from every message.
 """
 
@@ -11,7 +12,9 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -27,6 +30,14 @@ log = logging.getLogger("purple.models")
 MAX_RESPONSE_BYTES = 10_000_000
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 _ROLE = {"system": "system", "user": "user", "assistant": "assistant", "tool": "user", "memory": "user"}
+
+
+@dataclass
+class _Session:
+    """One connection pool and one concurrency limit, bound to the event loop that made them."""
+
+    client: httpx.AsyncClient
+    limit: asyncio.Semaphore
 
 
 class OpenAIModel:
@@ -56,13 +67,14 @@ class OpenAIModel:
         self.retries = max(0, retries)
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
+        self._sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Session] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
         return f"OpenAIModel(model={self.model!r}, base_url={self.base_url!r})"
 
     # ------------------------------------------------------------------------------------------- public API
     def generate(self, conversations: Sequence[Conversation], params: GenerationParams | None = None) -> list[Completion]:
-        return run_sync(self.agenerate(conversations, params))
+        return run_sync(self._then_close(self.agenerate(conversations, params)))
 
     async def agenerate(
         self, conversations: Sequence[Conversation], params: GenerationParams | None = None
@@ -73,7 +85,7 @@ class OpenAIModel:
     def complete(
         self, prompts: Sequence[str], params: GenerationParams | None = None, images: Sequence[Sequence[str]] | None = None
     ) -> list[Completion]:
-        return run_sync(self.acomplete(prompts, params, images))
+        return run_sync(self._then_close(self.acomplete(prompts, params, images)))
 
     async def acomplete(
         self, prompts: Sequence[str], params: GenerationParams | None = None, images: Sequence[Sequence[str]] | None = None
@@ -87,7 +99,37 @@ class OpenAIModel:
         return await self._batch(bodies, "/completions", _parse_completion)
 
     def close(self) -> None:
-        """Nothing held between calls: each batch opens and closes its own connection pool."""
+        """Release connection pools; a pool of a loop still running is closed on that loop."""
+        for loop, session in list(self._sessions.items()):
+            if not loop.is_closed() and loop.is_running():
+                loop.create_task(session.client.aclose())
+        self._sessions.clear()
+
+    async def aclose(self) -> None:
+        """Close this event loop's connection pool."""
+        session = self._sessions.pop(asyncio.get_running_loop(), None)
+        if session is not None:
+            await session.client.aclose()
+
+    async def _then_close(self, work: Coroutine[Any, Any, list[Completion]]) -> list[Completion]:
+        """For the synchronous API, whose event loop ends with the call."""
+        try:
+            return await work
+        finally:
+            await self.aclose()
+
+    def _session(self) -> _Session:
+        loop = asyncio.get_running_loop()
+        session = self._sessions.get(loop)
+        if session is None:
+            headers = {"Content-Type": "application/json"}
+            if self._key:
+                headers["Authorization"] = f"Bearer {self._key.reveal()}"
+            timeout = httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, 10.0))
+            limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+            client = httpx.AsyncClient(timeout=timeout, headers=headers, limits=limits, trust_env=False)
+            session = self._sessions[loop] = _Session(client, asyncio.Semaphore(self.concurrency))
+        return session
 
     # -------------------------------------------------------------------------------------------- requests
     def _common(self, params: GenerationParams) -> dict[str, Any]:
@@ -127,21 +169,15 @@ class OpenAIModel:
     ) -> list[Completion]:
         if not bodies:
             return []
-        limit = asyncio.Semaphore(self.concurrency)
-        headers = {"Content-Type": "application/json"}
-        if self._key:
-            headers["Authorization"] = f"Bearer {self._key.reveal()}"
-        timeout = httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, 10.0))
-        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-        async with httpx.AsyncClient(timeout=timeout, headers=headers, limits=limits, trust_env=False) as client:
+        session = self._session()
 
-            async def one(body: dict[str, Any] | str) -> Completion:
-                if isinstance(body, str):  # the item could not even be built (e.g. a missing image)
-                    return Completion("", error=body)
-                async with limit:
-                    return await self._post(client, path, body, parse)
+        async def one(body: dict[str, Any] | str) -> Completion:
+            if isinstance(body, str):  # the item could not even be built (e.g. a missing image)
+                return Completion("", error=body)
+            async with session.limit:
+                return await self._post(session.client, path, body, parse)
 
-            return list(await asyncio.gather(*(one(b) for b in bodies)))
+        return list(await asyncio.gather(*(one(b) for b in bodies)))
 
     async def _post(
         self,
