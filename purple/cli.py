@@ -575,7 +575,8 @@ def _finish_report(run_dir: Path, thresholds: Sequence[Any], baseline: str | Non
 @cli.command("eval")
 @click.option("--model", "models", multiple=True, required=True, metavar="SPEC", help="Model under test (repeatable).")
 @click.option("--benchmark", "benchmarks", required=True, metavar="NAME[,NAME]",
-              help="instruct, autocomplete, frr, prompt_injection, interpreter.")
+              help="instruct, autocomplete, frr, prompt_injection, interpreter, safety; "
+                   "release = safety,frr,prompt_injection,interpreter,instruct.")
 @click.option("--judge", metavar="SPEC", help="Judge model for LLM-judged benchmarks (should differ from --model).")
 @click.option("--limit", type=click.IntRange(1), help="At most N cases per benchmark, an even stride over the set.")
 @click.option("--concurrency", type=click.IntRange(1), default=8, show_default=True, help="Requests in flight.")

@@ -1,4 +1,6 @@
-"""The benchmark registry: an explicit dict from name to benchmark. Add a benchmark by adding a line here."""
+"""The benchmark registry: an explicit dict from name to benchmark, and named presets of benchmarks.
+
+Add a benchmark by adding a line here."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from purple.evals.frr import FalseRefusal
 from purple.evals.instruct import Instruct
 from purple.evals.interpreter import Interpreter
 from purple.evals.prompt_injection import PromptInjection
+from purple.evals.safety import Safety
 
 BENCHMARKS: dict[str, Benchmark] = {
     "instruct": Instruct(),
@@ -15,11 +18,28 @@ BENCHMARKS: dict[str, Benchmark] = {
     "frr": FalseRefusal(),
     "prompt_injection": PromptInjection(),
     "interpreter": Interpreter(),
+    "safety": Safety(),
 }
+
+PRESETS: dict[str, tuple[str, ...]] = {
+    "release": ("safety", "frr", "prompt_injection", "interpreter", "instruct"),
+}
+"""A preset name given to --benchmark stands for these benchmarks."""
+
+
+def expand(names: list[str]) -> list[str]:
+    """Benchmark names with presets expanded, in order, each name once."""
+    out: list[str] = []
+    for name in names:
+        key = name.strip().replace("-", "_")
+        for item in PRESETS.get(key, (name,)):
+            if item not in out:
+                out.append(item)
+    return out
 
 
 def get_benchmark(name: str) -> Benchmark:
     key = name.strip().replace("-", "_")
     if key not in BENCHMARKS:
-        raise EvalError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
+        raise EvalError(f"unknown benchmark {name!r}; known: {', '.join([*BENCHMARKS, *PRESETS])}")
     return BENCHMARKS[key]

@@ -19,7 +19,7 @@ from typing import Any
 from purple.evals.benchmark import Benchmark, EvalError, Judged, Sample, even_stride
 from purple.evals.cache import ResponseCache, cache_key
 from purple.evals.journal import Journal, read_records
-from purple.evals.registry import get_benchmark
+from purple.evals.registry import expand, get_benchmark
 from purple.models.base import ChatModel, GenerationParams
 from purple.models.loader import OPTIONS, load_model
 from purple.models.spec import parse_spec
@@ -131,7 +131,7 @@ def prepare(config: RunConfig) -> tuple[list[Benchmark], dict[str, list[Sample]]
     """Check everything a user can get wrong before any model loads; return benchmarks, samples, manifest, warnings."""
     if not config.models:
         raise EvalError("give at least one --model")
-    benchmarks = [get_benchmark(name) for name in config.benchmarks]
+    benchmarks = [get_benchmark(name) for name in expand(config.benchmarks)]
     if not benchmarks:
         raise EvalError("give at least one --benchmark")
     ids = [model_id(spec) for spec in config.models]
