@@ -86,7 +86,9 @@ class AlignmentCheck:
             raise AlignmentError(f"alignment model failed: {completion.error}")
         misaligned, thought = parse_answer(completion.text)
         if misaligned:
-            return Verdict(Decision.HUMAN_REVIEW, 1.0, self.name, labels=("misaligned",), reason=f"misaligned: {thought}")
+            return Verdict(
+                Decision.HUMAN_REVIEW, 1.0, self.name, labels=("misaligned",), reason=f"misaligned: {thought}"
+            )
         return Verdict(Decision.ALLOW, 0.0, self.name, reason=f"aligned: {thought}")
 
 

@@ -18,6 +18,7 @@ import re
 from collections.abc import Sequence
 
 from purple.firewall.policy import decide
+from purple.firewall.regex import line_column
 from purple.types import BatchDetector, Conversation, Decision, Verdict
 
 REVIEW_AT, BLOCK_AT = 0.5, 0.9
@@ -66,9 +67,7 @@ class HiddenUnicode(BatchDetector):
                 if previous_end == at:
                     hidden += 1
                     first.setdefault("hidden", at)
-            elif code in _JOINERS and _between_non_ascii(text, at):
-                pass
-            elif code == 0xFEFF and at == 0:
+            elif code in _JOINERS and _between_non_ascii(text, at) or code == 0xFEFF and at == 0:
                 pass
             else:
                 hidden += 1
@@ -77,20 +76,39 @@ class HiddenUnicode(BatchDetector):
         scores: list[tuple[float, str, str]] = []
         if tags:
             decoded = "".join(tags)[:_SHOWN_CHARS]
-            scores.append((1.0, "unicode-tags", f"{len(tags)} Unicode tag character(s) {_where(text, first['tags'])} "
-                           f"spelling {decoded!r}"))
+            scores.append(
+                (
+                    1.0,
+                    "unicode-tags",
+                    f"{len(tags)} Unicode tag character(s) {_where(text, first['tags'])} "
+                    f"spelling {decoded!r}",
+                )
+            )
         if hidden:
             score = 0.9 if hidden >= 8 else 0.6 if hidden >= 4 else 0.3
-            scores.append((score, "zero-width", f"{hidden} zero-width or filler character(s) "
-                           f"{_where(text, first['hidden'])}"))
+            scores.append(
+                (
+                    score,
+                    "zero-width",
+                    f"{hidden} zero-width or filler character(s) {_where(text, first['hidden'])}",
+                )
+            )
         if bidi:
-            scores.append((0.8, "bidi-control", f"{bidi} bidirectional control character(s) "
-                           f"{_where(text, first['bidi'])}"))
+            scores.append(
+                (
+                    0.8,
+                    "bidi-control",
+                    f"{bidi} bidirectional control character(s) {_where(text, first['bidi'])}",
+                )
+            )
         if not scores:
             return Verdict(Decision.ALLOW, 0.0, self.name, reason="only ordinary joiners and selectors")
         score = max(s for s, _, _ in scores)
         return Verdict(
-            decide(score, REVIEW_AT, BLOCK_AT), score, self.name, labels=tuple(label for _, label, _ in scores),
+            decide(score, REVIEW_AT, BLOCK_AT),
+            score,
+            self.name,
+            labels=tuple(label for _, label, _ in scores),
             reason="; ".join(text for _, _, text in scores),
         )
 
@@ -124,6 +142,5 @@ def _visible_non_ascii(char: str) -> bool:
 
 
 def _where(text: str, at: int) -> str:
-    line = text.count("\n", 0, at) + 1
-    column = at - (text.rfind("\n", 0, at) + 1) + 1
+    line, column = line_column(text, at)
     return f"(first at line {line}, column {column})"

@@ -52,11 +52,15 @@ _SECRET = "CWE-798"
 SECRETS: tuple[RegexPattern, ...] = (
     RegexPattern("private-key", r"-----BEGIN[ A-Z0-9]{0,30} PRIVATE KEY(?: BLOCK)?-----", 1.0, _SECRET),
     RegexPattern("aws-access-key-id", r"\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}\b", 1.0, _SECRET),
-    RegexPattern("github-token", r"\b(?:gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{50,255})\b", 1.0, _SECRET),
+    RegexPattern(
+        "github-token", r"\b(?:gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{50,255})\b", 1.0, _SECRET
+    ),
     RegexPattern("gitlab-token", r"\bglpat-[A-Za-z0-9_-]{20,64}", 1.0, _SECRET),
     RegexPattern("slack-token", r"\bxox[abposr]-[A-Za-z0-9-]{10,250}", 1.0, _SECRET),
     RegexPattern(
-        "slack-webhook", r"https://hooks\.slack\.com/services/T[A-Za-z0-9_]+/B[A-Za-z0-9_]+/[A-Za-z0-9_]{8,}", 0.95,
+        "slack-webhook",
+        r"https://hooks\.slack\.com/services/T[A-Za-z0-9_]+/B[A-Za-z0-9_]+/[A-Za-z0-9_]{8,}",
+        0.95,
         _SECRET,
     ),
     RegexPattern("stripe-live-key", r"\b(?:sk|rk)_live_[A-Za-z0-9]{20,247}\b", 1.0, _SECRET),
@@ -77,7 +81,9 @@ SECRETS: tuple[RegexPattern, ...] = (
 
 _PII = "CWE-359"
 PII: tuple[RegexPattern, ...] = (
-    RegexPattern("email", r"\b[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.){1,8}[A-Za-z]{2,24}\b", 0.4, _PII),
+    RegexPattern(
+        "email", r"\b[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.){1,8}[A-Za-z]{2,24}\b", 0.4, _PII
+    ),
     RegexPattern(
         "phone-number",
         r"(?:\+[1-9][0-9]{0,2}[ .-]?(?:\([0-9]{1,4}\)[ .-]?)?[0-9]{1,4}(?:[ .-]?[0-9]{2,4}){2,4}"

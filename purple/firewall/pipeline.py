@@ -4,14 +4,17 @@ and turn their verdicts into one decision.
 Aggregation (the same for `scan` and `ascan`): a block wins; otherwise human review wins over allow. The result's
 score is the highest score among the verdicts that carry the winning decision. Verdicts and reasons are listed
 most severe first and, within a decision, in the order the policy lists the detectors, whatever order the
-detectors finished in.
+detectors finished in. The reason names every verdict that is not an allow, and every detector error (so a
+fail-open allow still says what failed).
 
 A detector that raises, returns something other than a Verdict, reports an error in its verdict, or has no
 verdict when the budget runs out, counts as blocking (fail-closed) or allowing (fail-open) as the policy says.
 With `stop_on_block`, the scan returns as soon as one detector blocks; the others are listed as skipped.
 
-Detectors are built once, when the Firewall is made, and shared by all scans. Async scans that run at the same
-time hand each detector their conversations together (one `acheck_many` call per detector per batch).
+Detectors are built once, when the Firewall is made, and shared by all scans. The cheap, linear-time ones (hidden
+Unicode, regex, Code Shield's regex tier) run in the calling thread while the others run on a thread pool; async
+scans that run at the same time hand each pooled detector their conversations together (one `acheck_many` call
+per detector per batch).
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from purple.firewall import registry
+from purple.firewall.messages import with_calls_as_text
 from purple.firewall.policy import DetectorPolicy, Policy, PolicyError, decide, load_policy
 from purple.firewall.presets import preset
 from purple.types import Conversation, Decision, Detector, Message, Role, Verdict
 
 MAX_ERROR_CHARS = 300
-MAX_BATCH = 32
+MAX_BATCH = 16
+"""The most conversations per detector call from the async batcher (fewer when the detector is slow; see _Batcher)."""
 
 
 @dataclass(frozen=True)
@@ -66,8 +71,10 @@ class FirewallResult:
                     "labels": list(v.labels),
                     "reason": v.reason,
                     "error": v.error,
-                    "findings": [{"rule_id": f.rule_id, "cwe": f.cwe, "line": f.line, "column": f.column}
-                                 for f in v.findings],
+                    "findings": [
+                        {"rule_id": f.rule_id, "cwe": f.cwe, "line": f.line, "column": f.column}
+                        for f in v.findings
+                    ],
                 }
                 for v in self.verdicts
             ],
@@ -107,14 +114,20 @@ class TraceResult:
         return worst.reason if worst is not None else "nothing to scan"
 
 
-def aggregate(role: Role, verdicts: Sequence[Verdict], skipped: Sequence[str] = (), elapsed_ms: float = 0.0) -> FirewallResult:
+def aggregate(
+    role: Role, verdicts: Sequence[Verdict], skipped: Sequence[str] = (), elapsed_ms: float = 0.0
+) -> FirewallResult:
     """One decision from verdicts given in policy order (see the module docstring for the rules)."""
     if not verdicts:
-        return FirewallResult(Decision.ALLOW, 0.0, f"no detector for {role} messages", role, (), tuple(skipped), elapsed_ms)
+        return FirewallResult(
+            Decision.ALLOW, 0.0, f"no detector for {role} messages", role, (), tuple(skipped), elapsed_ms
+        )
     decision = max((v.decision for v in verdicts), key=lambda d: d.rank)
     score = max(v.score for v in verdicts if v.decision is decision)
-    ordered = tuple(sorted(verdicts, key=lambda v: -v.decision.rank))  # stable: policy order within a decision
-    flagged = [v for v in ordered if v.decision is not Decision.ALLOW]
+    ordered = tuple(
+        sorted(verdicts, key=lambda v: -v.decision.rank)
+    )  # stable: policy order within a decision
+    flagged = [v for v in ordered if v.decision is not Decision.ALLOW or v.error]
     if flagged:
         reason = "; ".join(f"{v.detector}: {v.reason} (score {v.score:.2f})" for v in flagged)
     else:
@@ -138,19 +151,27 @@ class Firewall:
         self.policy = policy
         self.notes: list[str] = []
         self.detectors: dict[str, Detector] = {}
-        for name in policy.used():
-            settings = policy.detector(name)
+        self._settings = {name: policy.detector(name) for name in policy.used()}
+        for name, settings in self._settings.items():
             detector = _build(name, settings)
             if detector is None:
-                entry = registry.DETECTORS[str(settings.use)]
-                self.notes.append(f"{name} is off: {entry.off_reason}")
+                self.notes.append(f"{name} is off: {registry.DETECTORS[str(settings.use)].off_reason}")
             else:
                 self.detectors[name] = detector
+        registry_built = {
+            n: self._settings[n] for n in self.detectors if isinstance(self._settings[n].use, str)
+        }
+        self._owned = [n for n, s in registry_built.items() if not registry.DETECTORS[str(s.use)].shared]
+        self._inline = {
+            n for n, s in registry_built.items() if registry.runs_inline(str(s.use), dict(s.options))
+        }
         self._plans: dict[str, tuple[tuple[str, Detector, DetectorPolicy], ...]] = {
-            role: tuple((n, self.detectors[n], policy.detector(n)) for n in names if n in self.detectors)
+            role: tuple((n, self.detectors[n], self._settings[n]) for n in names if n in self.detectors)
             for role, names in policy.roles.items()
         }
-        self._pool = ThreadPoolExecutor(max_workers=max(4, 2 * len(self.detectors)), thread_name_prefix="purple-fw")
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(4, 2 * len(self.detectors)), thread_name_prefix="purple-fw"
+        )
         self._batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Batcher]] = (
             weakref.WeakKeyDictionary()
         )
@@ -164,26 +185,29 @@ class Firewall:
 
     # ------------------------------------------------------------------------------------------------ sync
     def scan(self, message: Message, trace: Conversation = ()) -> FirewallResult:
-        """Scan `message` (its detectors see `trace` + [message])."""
+        """Scan `message`; its detectors see `trace` + [message], with the message's tool calls as text."""
         started = time.perf_counter()
+        message = with_calls_as_text(message)
         plan = self._plans.get(message.role, ())
         early = self._precheck(message, plan, started)
         if early is not None:
             return early
         conversation = [*trace, message]
-        futures: dict[Future[Verdict], str] = {self._pool.submit(d.check, conversation): n for n, d, _ in plan}
+        futures: dict[Future[Verdict], str] = {
+            self._pool.submit(d.check, conversation): n for n, d, _ in plan if n not in self._inline
+        }
+        verdicts = self._run_inline(plan, conversation)
         deadline = started + self.policy.budget_ms / 1000
-        verdicts: dict[str, Verdict] = {}
         pending = set(futures)
-        while pending:
-            done, pending = wait(pending, timeout=max(0.0, deadline - time.perf_counter()), return_when=FIRST_COMPLETED)
+        while pending and not self._should_stop(verdicts):
+            done, pending = wait(
+                pending, timeout=max(0.0, deadline - time.perf_counter()), return_when=FIRST_COMPLETED
+            )
             if not done:
                 break
             for future in done:
                 error = future.exception()
                 verdicts[futures[future]] = self._settle(futures[future], error or future.result())
-            if self._should_stop(verdicts):
-                break
         for future in pending:
             future.cancel()
         return self._finish(message.role, plan, verdicts, [futures[f] for f in pending], started)
@@ -205,28 +229,33 @@ class Firewall:
     async def ascan(self, message: Message, trace: Conversation = ()) -> FirewallResult:
         """`scan` for async code: the same decisions, with detectors' async paths and cross-request batching."""
         started = time.perf_counter()
+        message = with_calls_as_text(message)
         plan = self._plans.get(message.role, ())
         early = self._precheck(message, plan, started)
         if early is not None:
             return early
         conversation = [*trace, message]
         batchers = self._loop_batchers()
-        tasks = {asyncio.ensure_future(batchers[n].check(conversation)): n for n, _, _ in plan}
+        tasks = {
+            asyncio.ensure_future(batchers[n].check(conversation)): n
+            for n, _, _ in plan
+            if n not in self._inline
+        }
+        verdicts = self._run_inline(plan, conversation)
         deadline = started + self.policy.budget_ms / 1000
-        verdicts: dict[str, Verdict] = {}
         pending = set(tasks)
         try:
-            while pending:
+            while pending and not self._should_stop(verdicts):
                 done, pending = await asyncio.wait(
-                    pending, timeout=max(0.0, deadline - time.perf_counter()), return_when=asyncio.FIRST_COMPLETED
+                    pending,
+                    timeout=max(0.0, deadline - time.perf_counter()),
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
                 if not done:
                     break
                 for task in done:
                     error = task.exception()
                     verdicts[tasks[task]] = self._settle(tasks[task], error or task.result())
-                if self._should_stop(verdicts):
-                    break
         finally:
             for task in pending:
                 task.cancel()
@@ -243,8 +272,15 @@ class Firewall:
         return TraceResult(tuple(results), start)
 
     def close(self) -> None:
-        """Stop the worker threads (detectors stay built; shared ones are used by other firewalls)."""
+        """Stop the worker threads and close the detectors this firewall built for itself (models it loaded).
+
+        Shared registry detectors and Detector objects handed in by a Python policy are left to their owners.
+        """
         self._pool.shutdown(wait=False, cancel_futures=True)
+        for name in self._owned:
+            close = getattr(self.detectors[name], "close", None)
+            if callable(close):
+                close()
 
     # --------------------------------------------------------------------------------------------- helpers
     def _precheck(self, message: Message, plan: Sequence[Any], started: float) -> FirewallResult | None:
@@ -256,12 +292,32 @@ class Firewall:
             return aggregate(message.role, verdicts, elapsed_ms=_ms_since(started))
         return None
 
+    def _run_inline(
+        self, plan: Sequence[tuple[str, Detector, DetectorPolicy]], conversation: list[Message]
+    ) -> dict[str, Verdict]:
+        """Run the cheap detectors here, while the others work on the pool (see `registry.runs_inline`)."""
+        verdicts: dict[str, Verdict] = {}
+        for name, detector, _ in plan:
+            if name in self._inline:
+                try:
+                    outcome: Verdict | BaseException = detector.check(conversation)
+                except Exception as exc:  # noqa: BLE001 - a detector failure becomes the fail mode's decision
+                    outcome = exc
+                verdicts[name] = self._settle(name, outcome)
+                if self._should_stop(verdicts):
+                    break
+        return verdicts
+
     def _should_stop(self, verdicts: dict[str, Verdict]) -> bool:
         return self.policy.stop_on_block and any(v.decision is Decision.BLOCK for v in verdicts.values())
 
     def _finish(
-        self, role: Role, plan: Sequence[tuple[str, Detector, DetectorPolicy]], verdicts: dict[str, Verdict],
-        unfinished: list[str], started: float,
+        self,
+        role: Role,
+        plan: Sequence[tuple[str, Detector, DetectorPolicy]],
+        verdicts: dict[str, Verdict],
+        unfinished: list[str],
+        started: float,
     ) -> FirewallResult:
         skipped: list[str] = []
         if unfinished:
@@ -270,7 +326,9 @@ class Firewall:
                 if stopped:
                     skipped.append(name)
                 else:
-                    verdicts[name] = self._failure(name, f"no verdict within the {self.policy.budget_ms:g} ms budget")
+                    verdicts[name] = self._failure(
+                        name, f"no verdict within the {self.policy.budget_ms:g} ms budget"
+                    )
         ordered = [verdicts[name] for name, _, _ in plan if name in verdicts]
         skipped_in_order = [name for name, _, _ in plan if name in skipped]
         return aggregate(role, ordered, skipped_in_order, _ms_since(started))
@@ -281,18 +339,28 @@ class Firewall:
             return self._failure(name, f"{type(outcome).__name__}: {outcome}")
         if not isinstance(outcome, Verdict):
             return self._failure(name, f"returned {type(outcome).__name__}, not a Verdict")
-        settings = self.policy.detector(name)
-        decision = decide(outcome.score, settings.review_at, settings.block_at) if settings.thresholds else outcome.decision
+        settings = self._settings[name]
+        decision = (
+            decide(outcome.score, settings.review_at, settings.block_at)
+            if settings.thresholds
+            else outcome.decision
+        )
         verdict = replace(outcome, detector=name, decision=decision)
-        if outcome.error and decision is not Decision.BLOCK and self.policy.fail_mode(name) == "closed":
+        if outcome.error and decision is not Decision.BLOCK and self._closed(name):
             verdict = replace(
-                verdict, decision=Decision.BLOCK, reason=f"{verdict.reason}; error: {_clip(outcome.error)}; fail-closed"
+                verdict,
+                decision=Decision.BLOCK,
+                reason=f"{verdict.reason}; error: {_clip(outcome.error)}; fail-closed",
             )
         return verdict
 
+    def _closed(self, name: str) -> bool:
+        """The detector's fail mode (its own, else the policy's) is closed."""
+        return (self._settings[name].on_error or self.policy.on_error) == "closed"
+
     def _failure(self, name: str, what: str) -> Verdict:
         what = _clip(what)
-        if self.policy.fail_mode(name) == "closed":
+        if self._closed(name):
             return Verdict(Decision.BLOCK, 0.0, name, reason=f"{what}; fail-closed", error=what)
         return Verdict(Decision.ALLOW, 0.0, name, reason=f"{what}; fail-open", error=what)
 
@@ -301,7 +369,8 @@ class Firewall:
         with self._batchers_lock:
             found = self._batchers.get(loop)
             if found is None:
-                found = {name: _Batcher(detector) for name, detector in self.detectors.items()}
+                budget_s = self.policy.budget_ms / 1000
+                found = {name: _Batcher(detector, budget_s) for name, detector in self.detectors.items()}
                 self._batchers[loop] = found
         return found
 
@@ -310,13 +379,25 @@ class _Batcher:
     """Hands the conversations that async scans ask one detector about at the same time to it as one batch.
 
     The first request starts a batch at once; requests arriving meanwhile wait for it and go together in the next.
-    When a batch raises, its conversations are retried one by one, so one bad input fails only itself.
+    A batch is sized to take at most half the scan budget at the detector's recent speed (so a slow model does not
+    make every request in a big batch miss its budget), and when more are waiting than fit, the newest go first:
+    under overload the oldest are the ones whose budget runs out soonest, and serving them first would spend the
+    detector on answers nobody waits for (a scan that gives up takes its conversation out of the queue). When a
+    batch raises, its conversations are retried one by one, so one bad input fails only itself.
     """
 
-    def __init__(self, detector: Detector) -> None:
+    def __init__(self, detector: Detector, budget_s: float) -> None:
         self.detector = detector
+        self.budget_s = budget_s
+        self.seconds_per_item = 0.0  # moving average over recent batches
         self.queue: list[tuple[list[Message], asyncio.Future[Verdict]]] = []
         self.task: asyncio.Task[None] | None = None
+
+    @property
+    def batch_size(self) -> int:
+        if self.seconds_per_item <= 0:
+            return MAX_BATCH
+        return max(1, min(MAX_BATCH, int(self.budget_s / 2 / self.seconds_per_item)))
 
     async def check(self, conversation: list[Message]) -> Verdict:
         future: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
@@ -328,10 +409,15 @@ class _Batcher:
     async def _drain(self) -> None:
         try:
             while self.queue:
-                batch, self.queue = self.queue[:MAX_BATCH], self.queue[MAX_BATCH:]
-                live = [(c, f) for c, f in batch if not f.done()]
+                self.queue = [(c, f) for c, f in self.queue if not f.done()]
+                size = self.batch_size
+                live, self.queue = self.queue[-size:], self.queue[:-size]
                 if live:
+                    started = time.perf_counter()
                     await self._run(live)
+                    per_item = (time.perf_counter() - started) / len(live)
+                    previous = self.seconds_per_item
+                    self.seconds_per_item = per_item if previous <= 0 else 0.7 * previous + 0.3 * per_item
         finally:
             self.task = None
 
@@ -352,7 +438,9 @@ class _Batcher:
             _resolve(future, verdict)
 
 
-async def _one(call: Callable[[list[Message]], Awaitable[Verdict]], conversation: list[Message]) -> Verdict | Exception:
+async def _one(
+    call: Callable[[list[Message]], Awaitable[Verdict]], conversation: list[Message]
+) -> Verdict | Exception:
     try:
         return await call(conversation)
     except Exception as exc:  # noqa: BLE001

@@ -88,9 +88,13 @@ class DetectorPolicy:
                     known = ", ".join(sorted(entry.options)) or "none"
                     raise PolicyError(f"{self.use} has no option {option!r} (options: {known})", field=option)
         elif not isinstance(self.use, Detector):
-            raise PolicyError(f"`use` must be a registry name or a Detector, got {type(self.use).__name__}", "use")
+            raise PolicyError(
+                f"`use` must be a registry name or a Detector, got {type(self.use).__name__}", "use"
+            )
         elif self.options:
-            raise PolicyError("options apply to registry detectors only; configure a Detector object directly", "use")
+            raise PolicyError(
+                "options apply to registry detectors only; configure a Detector object directly", "use"
+            )
         for name in ("review_at", "block_at"):
             value = getattr(self, name)
             if value is not None and (
@@ -99,7 +103,8 @@ class DetectorPolicy:
                 raise PolicyError(f"{name} must be a number in [0, 1], got {value!r}", field=name)
         if self.review_at is not None and self.block_at is not None and self.review_at > self.block_at:
             raise PolicyError(
-                f"review_at ({self.review_at}) must not be above block_at ({self.block_at})", field="review_at"
+                f"review_at ({self.review_at}) must not be above block_at ({self.block_at})",
+                field="review_at",
             )
         if self.on_error not in (None, "open", "closed"):
             raise PolicyError(f"on_error must be 'open' or 'closed', got {self.on_error!r}", field="on_error")
@@ -143,12 +148,18 @@ class Policy:
         for role, names in self.roles.items():
             if role not in ROLES:
                 raise PolicyError(f"unknown role {role!r}; roles are {', '.join(ROLES)}", field="roles")
-            if isinstance(names, str) or not isinstance(names, Sequence) or not all(isinstance(n, str) for n in names):
+            if (
+                isinstance(names, str)
+                or not isinstance(names, Sequence)
+                or not all(isinstance(n, str) for n in names)
+            ):
                 raise PolicyError(f"roles.{role} must be a list of detector names", field="roles")
             for name in names:
                 check_reference(name, detectors)
             roles[role] = tuple(dict.fromkeys(names))
         object.__setattr__(self, "roles", roles)
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise PolicyError(f"name must be non-empty text, got {self.name!r}", field="name")
         if isinstance(self.budget_ms, bool) or not isinstance(self.budget_ms, int | float):
             raise PolicyError(f"budget_ms must be a number, got {self.budget_ms!r}", field="budget_ms")
         if not 0 < self.budget_ms <= 600_000:
@@ -156,9 +167,13 @@ class Policy:
         if self.on_error not in ("open", "closed"):
             raise PolicyError(f"on_error must be 'open' or 'closed', got {self.on_error!r}", field="on_error")
         if self.on_block not in ("raise", "refuse"):
-            raise PolicyError(f"on_block must be 'raise' or 'refuse', got {self.on_block!r}", field="on_block")
+            raise PolicyError(
+                f"on_block must be 'raise' or 'refuse', got {self.on_block!r}", field="on_block"
+            )
         if not isinstance(self.stop_on_block, bool):
-            raise PolicyError(f"stop_on_block must be true or false, got {self.stop_on_block!r}", "stop_on_block")
+            raise PolicyError(
+                f"stop_on_block must be true or false, got {self.stop_on_block!r}", "stop_on_block"
+            )
         if not isinstance(self.refusal, str) or not self.refusal.strip():
             raise PolicyError("refusal must be non-empty text", field="refusal")
         for name, low in (("stream_window", 16), ("max_chars", 1)):
@@ -174,9 +189,6 @@ class Policy:
     def used(self) -> list[str]:
         """Every detector name some role uses, in order of first use."""
         return list(dict.fromkeys(name for names in self.roles.values() for name in names))
-
-    def fail_mode(self, name: str) -> FailMode:
-        return self.detector(name).on_error or self.on_error
 
 
 def check_reference(name: str, detectors: Mapping[str, Any]) -> None:
@@ -240,7 +252,9 @@ def _read_policy(data: _Map, source: str) -> Policy:
 
     for key in data:
         if key not in _TOP_KEYS:
-            raise PolicyError(f"{at(data, key)}: unknown key {key!r}; expected one of {', '.join(sorted(_TOP_KEYS))}")
+            raise PolicyError(
+                f"{at(data, key)}: unknown key {key!r}; expected one of {', '.join(sorted(_TOP_KEYS))}"
+            )
     if "roles" not in data:
         raise PolicyError(f"{source}:{data.line}: the policy has no `roles` (role -> list of detector names)")
 
@@ -311,7 +325,9 @@ class _LineLoader(yaml.SafeLoader):
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
-            raise PolicyError(f"{event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are not allowed in a policy")
+            raise PolicyError(
+                f"{event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are not allowed in a policy"
+            )
         return super().compose_node(parent, index)
 
 

@@ -21,6 +21,7 @@ MAX_MATCHES_PER_PATTERN = 20
 MAX_CANDIDATES_PER_PATTERN = 100_000
 _OPTIONS = re2.Options()
 _OPTIONS.max_mem = 64 << 20
+_OPTIONS.log_errors = False  # a bad user pattern is reported once, as a ValueError, not logged by RE2
 
 
 def _pattern(value: RegexPattern | Mapping[str, Any], index: int) -> RegexPattern:
@@ -30,7 +31,9 @@ def _pattern(value: RegexPattern | Mapping[str, Any], index: int) -> RegexPatter
         raise ValueError(f"pattern {index + 1} must be a mapping with `name` and `pattern`")
     unknown = set(value) - {"name", "pattern", "score"}
     if unknown:
-        raise ValueError(f"pattern {index + 1} has unknown key(s) {', '.join(sorted(unknown))} (name, pattern, score)")
+        raise ValueError(
+            f"pattern {index + 1} has unknown key(s) {', '.join(sorted(unknown))} (name, pattern, score)"
+        )
     name, pattern, score = value.get("name"), value.get("pattern"), value.get("score", 1.0)
     if not isinstance(name, str) or not name.strip() or len(name) > 100:
         raise ValueError(f"pattern {index + 1} needs a `name` (text, at most 100 characters)")
@@ -64,12 +67,17 @@ class RegexDetector(BatchDetector):
         self.patterns = chosen
         self._compiled = []
         self._set = re2.Set.SearchSet(_OPTIONS)
-        for family, pattern in chosen:
+        for _, pattern in chosen:
             try:
                 self._compiled.append(re2.compile(pattern.pattern, _OPTIONS))
                 self._set.Add(pattern.pattern)
             except re2.error as exc:
-                raise ValueError(f"pattern {pattern.name!r} is not a valid RE2 pattern: {exc}") from None
+                detail = (
+                    exc.args[0].decode(errors="replace")
+                    if exc.args and isinstance(exc.args[0], bytes)
+                    else exc
+                )
+                raise ValueError(f"pattern {pattern.name!r} is not a valid RE2 pattern: {detail}") from None
         self._set.Compile()
 
     def check_many(self, conversations: Sequence[Conversation]) -> list[Verdict]:
@@ -88,7 +96,7 @@ class RegexDetector(BatchDetector):
                 continue
             score = max(score, pattern.score)
             labels.append(pattern.name)
-            line, column = _line_column(text, positions[0])
+            line, column = line_column(text, positions[0])
             more = f" and {len(positions) - 1} more" if len(positions) > 1 else ""
             parts.append(f"{pattern.name} at line {line}, column {column}{more}")
             findings.extend(self._finding(family, pattern, text, at) for at in positions)
@@ -117,9 +125,11 @@ class RegexDetector(BatchDetector):
 
     @staticmethod
     def _finding(family: str, pattern: RegexPattern, text: str, at: int) -> Finding:
-        line, column = _line_column(text, at)
-        severity = Severity.ERROR if pattern.score >= BLOCK_AT else (
-            Severity.WARNING if pattern.score >= REVIEW_AT else Severity.ADVICE
+        line, column = line_column(text, at)
+        severity = (
+            Severity.ERROR
+            if pattern.score >= BLOCK_AT
+            else (Severity.WARNING if pattern.score >= REVIEW_AT else Severity.ADVICE)
         )
         return Finding(
             rule_id=f"{family}.{pattern.name}",
@@ -133,5 +143,6 @@ class RegexDetector(BatchDetector):
         )
 
 
-def _line_column(text: str, at: int) -> tuple[int, int]:
+def line_column(text: str, at: int) -> tuple[int, int]:
+    """1-based line and column of offset `at`."""
     return text.count("\n", 0, at) + 1, at - (text.rfind("\n", 0, at) + 1) + 1

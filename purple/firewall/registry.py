@@ -52,8 +52,13 @@ def _injection(options: dict[str, Any]) -> Detector:
 def _code_shield(options: dict[str, Any]) -> Detector:
     from purple.codeshield import CodeShield
 
+    rules = options.get("rules", [])
+    if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
+        raise DetectorUnavailable("code_shield `rules` must be a list of folders")
+    if options.get("semgrep", "auto") not in (True, False, "auto"):
+        raise DetectorUnavailable("code_shield `semgrep` must be true, false or auto")
     return CodeShield(
-        rule_dirs=options.get("rules", ()),
+        rule_dirs=rules,
         semgrep=options.get("semgrep", "auto"),
         treatment=options.get("treatment"),
         semgrep_timeout_s=float(options.get("semgrep_timeout_s", 30.0)),
@@ -72,8 +77,12 @@ def _regex_family(builtin: tuple[str, ...]) -> Callable[[dict[str, Any]], Detect
 
         name = "regex" if not builtin else builtin[0]
         patterns = options.get("patterns", [])
+        if not isinstance(patterns, list):
+            raise DetectorUnavailable("`patterns` must be a list of {name, pattern, score}")
         if not builtin and not patterns:
-            raise DetectorUnavailable("the regex detector needs `patterns` (a list of {name, pattern, score})")
+            raise DetectorUnavailable(
+                "the regex detector needs `patterns` (a list of {name, pattern, score})"
+            )
         return RegexDetector(patterns, builtin=builtin, name=name)
 
     return build
@@ -85,7 +94,9 @@ def _llama_guard(options: dict[str, Any]) -> Detector:
     options = dict(options)
     model = options.pop("model", None)
     if not model:
-        raise DetectorUnavailable("llama_guard needs `model` (e.g. hf:meta-llama/Llama-Guard-3-1B or openai:NAME)")
+        raise DetectorUnavailable(
+            "llama_guard needs `model` (e.g. hf:meta-llama/Llama-Guard-3-1B or openai:NAME)"
+        )
     return LlamaGuard(model, **options)
 
 
@@ -100,7 +111,9 @@ def _alignment(options: dict[str, Any]) -> Detector | None:
 
 
 DETECTORS: dict[str, Entry] = {
-    "injection": Entry(_injection, frozenset(), "Purple's shipped offline prompt-injection model"),
+    "injection": Entry(
+        _injection, frozenset(), "Purple's shipped offline prompt-injection model", shared=True
+    ),
     "code_shield": Entry(
         _code_shield,
         frozenset({"semgrep", "rules", "treatment", "semgrep_timeout_s"}),
@@ -108,7 +121,9 @@ DETECTORS: dict[str, Entry] = {
         shared=True,
     ),
     "hidden_unicode": Entry(
-        _hidden_unicode, frozenset(), "invisible text: tag characters, zero-width runs, bidirectional controls",
+        _hidden_unicode,
+        frozenset(),
+        "invisible text: tag characters, zero-width runs, bidirectional controls",
         shared=True,
     ),
     "regex": Entry(_regex_family(()), frozenset({"patterns"}), "your own RE2 patterns", shared=True),
@@ -116,15 +131,32 @@ DETECTORS: dict[str, Entry] = {
         _regex_family(("secrets",)), frozenset({"patterns"}), "private keys and API tokens", shared=True
     ),
     "pii": Entry(
-        _regex_family(("pii",)), frozenset({"patterns"}),
-        "emails, phone numbers, card numbers (Luhn-checked), US social security numbers", shared=True,
+        _regex_family(("pii",)),
+        frozenset({"patterns"}),
+        "emails, phone numbers, card numbers (Luhn-checked), US social security numbers",
+        shared=True,
     ),
     "llama_guard": Entry(
         _llama_guard,
-        frozenset({
-            "model", "version", "taxonomy", "categories", "exclude", "threshold", "codes", "mode", "base_url",
-            "api_key_env", "dtype", "device", "batch_size", "concurrency", "timeout_s",
-        }),
+        frozenset(
+            {
+                "model",
+                "version",
+                "taxonomy",
+                "categories",
+                "exclude",
+                "threshold",
+                "codes",
+                "mode",
+                "base_url",
+                "api_key_env",
+                "dtype",
+                "device",
+                "batch_size",
+                "concurrency",
+                "timeout_s",
+            }
+        ),
         "Llama Guard content classifier (needs a model)",
     ),
     "alignment": Entry(
@@ -134,6 +166,16 @@ DETECTORS: dict[str, Entry] = {
         off_reason=f"no model configured (set detectors.alignment.model or {ALIGNMENT_MODEL_ENV})",
     ),
 }
+
+# Detectors that scan a size-capped message once with RE2 or a character class: linear time, well under a
+# millisecond for a chat message. The pipeline runs them in the calling thread instead of handing them to a worker.
+INLINE = frozenset({"hidden_unicode", "regex", "secrets", "pii"})
+
+
+def runs_inline(use: str, options: dict[str, Any]) -> bool:
+    """True for the cheap detectors above, and for Code Shield when its semgrep tier is off."""
+    return use in INLINE or (use == "code_shield" and options.get("semgrep") is False)
+
 
 _shared: dict[tuple[str, str], Detector] = {}
 _shared_lock = threading.Lock()

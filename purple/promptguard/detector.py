@@ -21,7 +21,6 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -266,12 +265,13 @@ class InjectionDetector(BatchDetector):
             texts.append(last.content if last is not None else "")
             roles.append("tool" if last is not None and last.role in THIRD_PARTY_ROLES else "user")
         details = self.score_details(texts, roles)
-        return [self._verdict(d, r) for d, r in zip(details, roles)]
+        return [self.verdict_for(d, r) for d, r in zip(details, roles)]
 
     def verdict(self, text: str, role: TextRole = "user") -> Verdict:
-        return self._verdict(self.score_details([text], role)[0], role)
+        return self.verdict_for(self.score_details([text], role)[0], role)
 
-    def _verdict(self, result: Score, role: TextRole) -> Verdict:
+    def verdict_for(self, result: Score, role: TextRole) -> Verdict:
+        """The Verdict for one `score_details` result: block / review / allow by the role's threshold."""
         if result.error:
             return Verdict(Decision.ALLOW, 0.0, self.name, reason="not classified", error=result.error)
         threshold = self.third_party_threshold if role == "tool" else self.threshold
@@ -320,7 +320,9 @@ def _load_hf(path: str, device: str | None) -> tuple[Any, Any]:
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         model = AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True, dtype=torch.float32)
@@ -329,6 +331,8 @@ def _load_hf(path: str, device: str | None) -> tuple[Any, Any]:
         raise PromptGuardError(f"cannot load a classifier from {path}: {first}") from None
     finally:
         hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
     if device:
         model.to(device)
     model.eval()
@@ -435,18 +439,22 @@ def load_detector(path: str | os.PathLike[str] = MODEL_DIR, *, device: str | Non
                              model_name=settings.get("name", folder.name), **defaults)
 
 
-@lru_cache(maxsize=1)
-def _default() -> InjectionDetector:
-    return load_detector(MODEL_DIR)
+_DEFAULT: InjectionDetector | None = None
+_DEFAULT_LOCK = threading.Lock()
 
 
 def default_detector() -> InjectionDetector:
     """Purple's shipped offline injection / jailbreak detector, loaded once per process and shared.
 
-    Safe to call often and from several threads (scoring takes a lock). Needs torch, transformers and safetensors
-    (`purple[local]`), never the network.
+    Cheap to call again (the same object comes back) and safe from several threads (loading and scoring take
+    locks). Needs torch, transformers and safetensors (`purple[local]`), never the network.
     """
-    return _default()
+    global _DEFAULT
+    if _DEFAULT is None:
+        with _DEFAULT_LOCK:
+            if _DEFAULT is None:
+                _DEFAULT = load_detector(MODEL_DIR)
+    return _DEFAULT
 
 
 def is_model_available(path: Path = MODEL_DIR) -> bool:

@@ -14,9 +14,9 @@ found. What it undoes, in this order:
    folded to the Latin letters they imitate; a word made only of look-alikes is folded when its neighbouring words
    are Latin. Words in a real non-Latin script (with letters that have no Latin twin) are never touched, so Russian,
    Greek or Armenian text stays as it is.
-5. Character spacing: runs of at least four single letters separated by one separator ("i g n o r e",
-   "i.g.n.o.r.e", "i-g-n-o-r-e") are joined; where the separators differ in length, the longer ones ("i g n o r e
-   a l l") are kept as word boundaries.
+5. Character spacing: runs of single letters separated by short separators ("i g n o r e", "i.g.n.o.r.e",
+   "i-g-n-o-r-e") are joined when at least four of them form one word; where the separators differ in length, the
+   longer ones ("i g n o r e   a l l") are kept as word boundaries.
 
 Every step is linear in the length of the text, and pure-ASCII text without spaced letters takes a fast path.
 """
@@ -69,6 +69,7 @@ CONFUSABLES: dict[str, str] = {
 _CONFUSABLE_SET = frozenset(CONFUSABLES)
 _CONFUSABLE_TABLE = str.maketrans(CONFUSABLES)
 
+_TAG_CHAR = re.compile("[\U000E0000-\U000E007F]")
 _LETTER_RUN = re.compile(r"[^\W\d_]+")
 # a quick screen for spaced letters (four single letters with short separators); bounded, so linear
 _SPACED_SCREEN = re.compile(r"(?<![^\W\d_])[^\W\d_](?:[ \t.\-_*|+/~:,]{1,3}[^\W\d_](?![^\W\d_])){3}")
@@ -112,7 +113,7 @@ def analyze(text: str) -> Normalized:
         raise TypeError(f"expected text, got {type(text).__name__}")
     found: list[str] = []
     if not text.isascii():
-        if any(0xE0000 <= ord(ch) <= 0xE007F for ch in _iter_supplementary(text)):
+        if _TAG_CHAR.search(text):
             text = text.translate(_TAG_TABLE)
             found.append("tag_characters")
         if not _SUSPECT.isdisjoint(text):
@@ -136,13 +137,6 @@ def analyze(text: str) -> Normalized:
             found.append("character_spacing")
             text = joined
     return Normalized(text, tuple(found))
-
-
-def _iter_supplementary(text: str):
-    """Only characters outside the BMP can be tag characters; skip the common case cheaply."""
-    if all(ord(ch) < 0x10000 for ch in text):
-        return ()
-    return text
 
 
 def _compat_letters_changed(before: str, after: str) -> bool:
@@ -238,8 +232,14 @@ def _join_spaced(text: str) -> str:
             seps.append((j + 1, k))
             letters.append(k)
             j = k
-        if len(letters) >= 4:
-            shortest = min(e - s for s, e in seps)
+        shortest = min((e - s for s, e in seps), default=0)
+        groups = [1]  # letters per word: a separator longer than the shortest one ends a word
+        for s, e in seps:
+            if e - s > shortest:
+                groups.append(1)
+            else:
+                groups[-1] += 1
+        if len(letters) >= 4 and max(groups) >= 4:
             out.append(text[last:i])
             out.append(text[letters[0]])
             for (s, e), pos in zip(seps, letters[1:]):

@@ -1,0 +1,74 @@
+"""The training corpus and its split by whole source (needs ../shared/datasets; skipped without it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from purple.promptguard.data import (
+    DROPPED_GROUPS,
+    HARD_NEGATIVE_GROUPS,
+    HELD_OUT_GROUPS,
+    PHASE2_GROUPS,
+    load_corpus,
+    phase2_sample,
+    split,
+)
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
+pytestmark = pytest.mark.skipif(not (DATA / "injection_extra").is_dir(), reason="../shared/datasets not present")
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return load_corpus(DATA)
+
+
+@pytest.fixture(scope="module")
+def parts(corpus):
+    return split(corpus)
+
+
+def test_held_out_sources_are_whole(parts) -> None:
+    train_groups = {e.group for e in parts.train} | {e.group for e in parts.val}
+    test_groups = {e.group for e in parts.test}
+    assert not train_groups & test_groups
+    assert test_groups == HELD_OUT_GROUPS
+    assert not (train_groups | test_groups) & DROPPED_GROUPS
+    assert HARD_NEGATIVE_GROUPS <= HELD_OUT_GROUPS
+    assert not train_groups & PHASE2_GROUPS  # the first phase never saw the second phase's groups
+
+
+def test_second_phase_never_touches_held_out_or_validation(corpus, parts) -> None:
+    sample = phase2_sample(corpus, parts)
+    assert not {e.group for e in sample} & HELD_OUT_GROUPS
+    val = {id(e) for e in parts.val}
+    assert not any(id(e) in val for e in sample)
+    assert PHASE2_GROUPS <= {e.group for e in sample}
+    assert {0, 1} == {e.label for e in sample}
+
+
+def test_both_classes_are_held_out_and_trained(parts) -> None:
+    for part in (parts.train, parts.val, parts.test):
+        labels = {e.label for e in part}
+        assert labels == {0, 1}
+    test_pos = {e.group for e in parts.test if e.label}
+    assert {"injection_extra/agentdojo", "cyberseceval/prompt_injection", "pyrit/templates-other"} <= test_pos
+
+
+def test_no_text_is_in_both_training_and_test(parts) -> None:
+    import re
+
+    def norm(t: str) -> str:
+        return re.sub(r"\s+", " ", t.lower()).strip()
+
+    train = {norm(e.text) for e in parts.train}
+    assert not any(norm(e.text) in train for e in parts.test)
+
+
+def test_split_is_deterministic() -> None:
+    a = split(load_corpus(DATA, seed=5), seed=5)
+    b = split(load_corpus(DATA, seed=5), seed=5)
+    assert [e.text for e in a.train[:50]] == [e.text for e in b.train[:50]]
+    assert len(a.test) == len(b.test)
