@@ -9,8 +9,7 @@ import io
 import json
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -194,9 +193,3 @@ class ProxyThread:
         self.thread.join(timeout=10)
         self.sock.close()
         self.audit.close()
-
-
-@contextmanager
-def proxy(firewall: Firewall, upstream: str, audit_path: Path, **options: Any) -> Iterator[ProxyThread]:
-    with ProxyThread(firewall, upstream, audit_path, **options) as running:
-        yield running

@@ -386,5 +386,7 @@ def test_batches_of_a_slow_detector_fit_the_budget_newest_first() -> None:
     assert all(len(b) <= 4 for b in slow.batches[1:])  # half the 0.4 s budget at 0.05 s per item
     allowed = {r.verdicts[0].reason for r in results if r.decision is Decision.ALLOW}
     assert results[0].decision is Decision.ALLOW and results[12].decision is Decision.ALLOW
-    assert results[1].decision is Decision.BLOCK and "budget" in results[1].reason  # the oldest waited too long
+    assert (
+        results[1].decision is Decision.BLOCK and "budget" in results[1].reason
+    )  # the oldest waited too long
     assert allowed  # some went through within the budget

@@ -14,7 +14,7 @@ import pytest
 from purple.firewall import Firewall, Policy
 from purple.firewall.wrap import FirewallBlocked, guard, wrap
 from purple.types import Decision, Message
-from tests.firewall.support import Keyword, ProxyThread, StreamingServer, proxy
+from tests.firewall.support import Keyword, ProxyThread, StreamingServer
 from tests.support.fixtures import TEST_KEY
 
 PROMPT = [{"role": "user", "content": "write me a haiku"}]
@@ -24,7 +24,7 @@ PROMPT = [{"role": "user", "content": "write me a haiku"}]
 def gateway(upstream: StreamingServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyThread]:
     """The proxy with a permissive policy (secrets only), so the app-side wrapper does the interesting checks."""
     firewall = Firewall(Policy(roles={"user": ["secrets"], "assistant": ["secrets"]}))
-    with proxy(firewall, upstream.url, tmp_path_factory.mktemp("gateway") / "audit.jsonl") as running:
+    with ProxyThread(firewall, upstream.url, tmp_path_factory.mktemp("gateway") / "audit.jsonl") as running:
         yield running
 
 
@@ -145,7 +145,7 @@ def test_the_plain_client_sees_proxy_blocks_as_api_errors(upstream: StreamingSer
             detectors={"evil": Keyword("evil"), "leak": Keyword(word, "leak")},
         )
     )
-    with proxy(firewall, upstream.url, tmp_path / "audit.jsonl") as running:
+    with ProxyThread(firewall, upstream.url, tmp_path / "audit.jsonl") as running:
         client = openai.OpenAI(base_url=running.url, api_key=TEST_KEY, max_retries=0)
         with pytest.raises(openai.BadRequestError) as caught:
             client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "evil"}])
