@@ -573,11 +573,16 @@ def _finish_report(run_dir: Path, thresholds: Sequence[Any], baseline: str | Non
 
 
 @cli.command("eval")
-@click.option("--model", "models", multiple=True, required=True, metavar="SPEC", help="Model under test (repeatable).")
+@click.option("--model", "models", multiple=True, metavar="SPEC", help="Model under test (repeatable).")
 @click.option("--benchmark", "benchmarks", required=True, metavar="NAME[,NAME]",
-              help="instruct, autocomplete, frr, prompt_injection, interpreter, safety; "
-                   "release = safety,frr,prompt_injection,interpreter,instruct.")
+              help="instruct, autocomplete, frr, prompt_injection, interpreter, mitre, canary_exploit, safety, "
+                   "multiturn_phishing; "
+                   "release = safety,frr,prompt_injection,interpreter,instruct; "
+                   "guard_accuracy measures --guard detectors (no --model).")
 @click.option("--judge", metavar="SPEC", help="Judge model for LLM-judged benchmarks (should differ from --model).")
+@click.option("--guard", "guards", multiple=True, metavar="SPEC",
+              help="Detector under test for guard_accuracy (repeatable): injection[:PATH], llama_guard:MODEL, "
+                   "code_shield[:regex], hidden_unicode, secrets, pii, regex:PATTERN.")
 @click.option("--limit", type=click.IntRange(1), help="At most N cases per benchmark, an even stride over the set.")
 @click.option("--concurrency", type=click.IntRange(1), default=8, show_default=True, help="Requests in flight.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder (default reports/run-TIMESTAMP).")
@@ -592,11 +597,13 @@ def _finish_report(run_dir: Path, thresholds: Sequence[Any], baseline: str | Non
 @click.option("--fail-on", "fail_on", multiple=True, metavar="EXPR", help="e.g. 'instruct.vulnerable_rate>0.2' (repeatable).")
 @click.option("--baseline", type=click.Path(), help="An earlier run folder to compare with.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def eval_command(models: tuple[str, ...], benchmarks: str, judge: str | None, limit: int | None, concurrency: int,
+def eval_command(models: tuple[str, ...], benchmarks: str, judge: str | None, guards: tuple[str, ...],
+                 limit: int | None, concurrency: int,
                  out: str | None, resume: bool, data_dir: str | None, cache_dir: str | None, no_cache: bool,
                  timeout_s: float, retries: int, max_tokens: int, fail_on: tuple[str, ...], baseline: str | None,
                  no_progress: bool) -> None:
-    """Run models against benchmarks; write records, stats, HTML, JUnit and SARIF reports into the run folder.
+    """Run models (or --guard detectors) against benchmarks; write records, stats, HTML, JUnit and SARIF reports
+    into the run folder.
 
     Exit codes: 0 all thresholds pass, 1 a threshold or regression failed, 2 bad input or infrastructure error.
     """
@@ -614,7 +621,7 @@ def eval_command(models: tuple[str, ...], benchmarks: str, judge: str | None, li
         models=list(models), benchmarks=[b for b in benchmarks.split(",") if b.strip()], out=run_dir, judge=judge,
         limit=limit, concurrency=concurrency, data_dir=Path(data_dir) if data_dir else None,
         cache_dir=None if no_cache else Path(cache_dir) if cache_dir else default_cache_dir(), timeout_s=timeout_s,
-        retries=retries, max_tokens=max_tokens, resume=resume, progress=not no_progress,
+        retries=retries, max_tokens=max_tokens, resume=resume, progress=not no_progress, guards=list(guards),
     )
     try:
         result = run(config, on_warning=_warn)

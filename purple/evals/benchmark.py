@@ -1,18 +1,19 @@
 """What a benchmark is: a dataset of samples, how each becomes a conversation, and how responses are judged.
 
 A judged record carries `scores`: per-record values whose mean over a group is the metric (a 0/1 flag for a
-rate, a number such as BLEU), and `groups`: the categories the report breaks metrics down by.
+rate, a number such as BLEU), `groups`: the categories the report breaks metrics down by, and `columns`:
+per-record values that set-level metrics read over a whole group (precision, AUPRC; see report/aggregate.py).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
-from purple.types import Message
+from purple.types import Message, Verdict
 
 
 class EvalError(Exception):
@@ -37,6 +38,7 @@ class Judged:
     judge_output: str = ""
     findings: tuple[dict[str, Any], ...] = ()
     error: str | None = None
+    columns: dict[str, float] = field(default_factory=dict)
 
 
 class JudgeContext(Protocol):
@@ -49,6 +51,19 @@ class JudgeContext(Protocol):
     def code_shield(self) -> Any: ...
 
 
+@runtime_checkable
+class DetectorBenchmark(Protocol):
+    """A benchmark of a detector (--guard), not of a model: nothing is generated; the runner gives each sample's
+    conversation to the detector and `grade` compares each verdict with the sample's gold label."""
+
+    name: str
+    dataset: str
+
+    def load(self, path: Path) -> list[Sample]: ...
+
+    def grade(self, samples: Sequence[Sample], verdicts: Sequence[Verdict]) -> list[Judged]: ...
+
+
 class Benchmark(Protocol):
     """A benchmark. `dataset` is the file's path relative to a CyberSecEval-format data folder."""
 
@@ -59,6 +74,48 @@ class Benchmark(Protocol):
     def load(self, path: Path) -> list[Sample]: ...
 
     async def judge(self, samples: Sequence[Sample], responses: Sequence[str], ctx: JudgeContext) -> list[Judged]: ...
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One answer of the model under test inside a dialogue: its text or the error, and whether it was cached."""
+
+    text: str
+    error: str | None = None
+    cached: bool = False
+
+
+Attacker: TypeAlias = Callable[[Sequence[Message]], Awaitable[Reply]]
+"""The model under test as a multi-turn benchmark sees it: the conversation so far in, its next reply out."""
+
+
+@dataclass(frozen=True)
+class Dialogue:
+    """A multi-turn sample as played: the transcript (stored as the record's response), scores of how it ended
+    (merged under the judge's scores), the error that cut it short, and whether every attacker turn was cached."""
+
+    transcript: str
+    scores: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    cached: bool = False
+
+
+@runtime_checkable
+class MultiTurn(Benchmark, Protocol):
+    """A benchmark whose samples are dialogues. The runner calls converse() instead of one generation, passing the
+    model under test as an Attacker (same backend, timeout, retries and response cache as one generation, one
+    cache entry per turn keyed on the conversation so far); then judge() grades the transcripts as usual."""
+
+    async def converse(self, sample: Sample, attacker: Attacker, ctx: JudgeContext) -> Dialogue: ...
+
+
+@runtime_checkable
+class Generated(Benchmark, Protocol):
+    """A benchmark whose cases come from code (and a seed), not from --data-dir. The runner writes generate()'s
+    rows as JSON into the run folder under the name `dataset` and load()s them from there, so the manifest hashes
+    exactly the cases that ran."""
+
+    def generate(self) -> list[dict[str, Any]]: ...
 
 
 def read_json_list(path: Path, required: Sequence[str]) -> list[dict[str, Any]]:

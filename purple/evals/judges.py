@@ -14,11 +14,12 @@ JUDGE_PARAMS = GenerationParams(max_tokens=256, temperature=0.0)
 _JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
 
 
-async def ask(judge_model: Any, prompts: Sequence[str]) -> list[tuple[str, str | None]]:
+async def ask(judge_model: Any, prompts: Sequence[str],
+              params: GenerationParams = JUDGE_PARAMS) -> list[tuple[str, str | None]]:
     """The judge's answer to each prompt as (text, error); one failed item does not fail the batch."""
     if judge_model is None:
         return [("", "this benchmark needs a judge model (--judge)")] * len(prompts)
-    completions = await judge_model.agenerate([[Message("user", p)] for p in prompts], JUDGE_PARAMS)
+    completions = await judge_model.agenerate([[Message("user", p)] for p in prompts], params)
     return [(c.text, f"judge: {c.error}" if c.error else None) for c in completions]
 
 

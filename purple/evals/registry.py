@@ -5,20 +5,28 @@ Add a benchmark by adding a line here."""
 from __future__ import annotations
 
 from purple.evals.autocomplete import Autocomplete
-from purple.evals.benchmark import Benchmark, EvalError
+from purple.evals.benchmark import Benchmark, DetectorBenchmark, EvalError
+from purple.evals.canary_exploit import CanaryExploit
 from purple.evals.frr import FalseRefusal
+from purple.evals.guard_accuracy import GuardAccuracy
 from purple.evals.instruct import Instruct
 from purple.evals.interpreter import Interpreter
+from purple.evals.mitre import Mitre
+from purple.evals.multiturn_phishing import MultiturnPhishing
 from purple.evals.prompt_injection import PromptInjection
 from purple.evals.safety import Safety
 
-BENCHMARKS: dict[str, Benchmark] = {
+BENCHMARKS: dict[str, Benchmark | DetectorBenchmark] = {
     "instruct": Instruct(),
     "autocomplete": Autocomplete(),
     "frr": FalseRefusal(),
     "prompt_injection": PromptInjection(),
     "interpreter": Interpreter(),
+    "mitre": Mitre(),
+    "canary_exploit": CanaryExploit(),
     "safety": Safety(),
+    "guard_accuracy": GuardAccuracy(),
+    "multiturn_phishing": MultiturnPhishing(),
 }
 
 PRESETS: dict[str, tuple[str, ...]] = {
@@ -38,7 +46,7 @@ def expand(names: list[str]) -> list[str]:
     return out
 
 
-def get_benchmark(name: str) -> Benchmark:
+def get_benchmark(name: str) -> Benchmark | DetectorBenchmark:
     key = name.strip().replace("-", "_")
     if key not in BENCHMARKS:
         raise EvalError(f"unknown benchmark {name!r}; known: {', '.join([*BENCHMARKS, *PRESETS])}")

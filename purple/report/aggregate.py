@@ -1,16 +1,40 @@
 """Aggregate judged records (read-only) into statistics with pandas: per benchmark, per model, per category.
 
 Every score in a record is a per-record value whose mean is the metric (a 0/1 flag for a rate, BLEU as is).
-Records whose generation or judging failed count as errors and are left out of the means.
+Metrics that are not means (precision, AUPRC) are set-level: see SET_METRICS. Records whose generation or
+judging failed count as errors and are left out of every metric.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
+
+from purple.report.classification import classification_metrics
+
+
+SetMetric = Callable[[pd.DataFrame, pd.DataFrame], dict[str, float | None]]
+"""compute(group, whole): metrics over a group's records (a category, or all of a model's records), given also
+every record of that benchmark and model; both hold successful records only, one `column:NAME` per column."""
+
+
+def _classification(group: pd.DataFrame, whole: pd.DataFrame) -> dict[str, float | None]:
+    """Detector vs gold label. A category with unsafe cases and no safe ones (S1, injection) is measured against
+    the safe cases of the whole set, so its precision, FPR and AUPRC mean something; other groups on their own."""
+    if len(group) and bool((group["column:label"] == 1).all()):
+        group = pd.concat([group, whole[whole["column:label"] == 0]])
+    return classification_metrics(group["column:label"].astype(int).tolist(), group["column:score"].tolist(),
+                                  group["column:flagged"].astype(int).tolist())
+
+
+SET_METRICS: tuple[tuple[frozenset[str], SetMetric], ...] = (
+    (frozenset({"label", "score", "flagged"}), _classification),
+)
+"""The set-level hook: (columns read, compute). A benchmark opts in by giving its records those `columns` (see
+Judged in evals/benchmark.py); its groups then get compute's metrics, overall and per category, next to the means."""
 
 
 def _frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
@@ -23,6 +47,7 @@ def _frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
         }
         row.update({f"score:{k}": float(v) for k, v in (record.get("scores") or {}).items()})
         row.update({f"group:{k}": str(v) for k, v in (record.get("groups") or {}).items()})
+        row.update({f"column:{k}": float(v) for k, v in (record.get("columns") or {}).items()})
         rows.append(row)
     return pd.DataFrame(rows, columns=None if rows else ["benchmark", "model", "failed"])
 
@@ -32,9 +57,17 @@ def _clean(value: Any) -> float | None:
     return None if math.isnan(number) else round(number, 6)
 
 
-def _metrics(frame: pd.DataFrame, score_cols: list[str]) -> dict[str, float | None]:
+def _metrics(frame: pd.DataFrame, score_cols: list[str], whole: pd.DataFrame) -> dict[str, float | None]:
+    """Means of the scores, then the set-level metrics whose columns `frame` has; `whole` is the model's part."""
     ok = frame[~frame["failed"]]
-    return {col.removeprefix("score:"): _clean(ok[col].mean()) for col in score_cols}
+    metrics = {col.removeprefix("score:"): _clean(ok[col].mean()) for col in score_cols}
+    present = {col.removeprefix("column:") for col in frame.columns if col.startswith("column:")}
+    for needs, compute in SET_METRICS:
+        if needs <= present:
+            columns = [f"column:{name}" for name in sorted(needs)]
+            found = compute(ok.dropna(subset=columns), whole[~whole["failed"]].dropna(subset=columns))
+            metrics.update({k: None if v is None else _clean(v) for k, v in found.items()})
+    return metrics
 
 
 def aggregate(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -53,13 +86,13 @@ def aggregate(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
             for category, sub in part.groupby(col, sort=True):
                 rows.append(
                     {"category": str(category), "count": int(len(sub)), "errors": int(sub["failed"].sum()),
-                     **_metrics(sub, score_cols)}
+                     **_metrics(sub, score_cols, part)}
                 )
             categories[col.removeprefix("group:")] = rows
         stats.setdefault(str(bench), {})[str(model)] = {
             "count": int(len(part)),
             "errors": int(part["failed"].sum()),
-            "metrics": _metrics(part, score_cols),
+            "metrics": _metrics(part, score_cols, part),
             "categories": categories,
         }
     return stats

@@ -5,12 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from purple.evals.benchmark import EvalError, Sample, even_stride
+from purple.evals.benchmark import EvalError, Generated, Sample, even_stride
 from purple.evals.bleu import sentence_bleu
 from purple.evals.cache import ResponseCache, cache_key
 from purple.evals.journal import Journal, read_records
 from purple.evals.refusal import is_refusal
 from purple.evals.registry import BENCHMARKS, get_benchmark
+from purple.evals.runner import generated_dataset
 from purple.models.base import GenerationParams
 from purple.report.thresholds import ThresholdError, parse_threshold
 from purple.resources import data_dir
@@ -73,7 +74,10 @@ def test_thresholds_parse() -> None:
 
 def test_shipped_sets_load_and_bad_datasets_are_one_line(tmp_path: Path) -> None:
     for bench in BENCHMARKS.values():
-        samples = bench.load(data_dir("benchmarks") / "cyberseceval" / bench.dataset)
+        if isinstance(bench, Generated):  # written into the run folder, not shipped
+            samples = bench.load(generated_dataset(bench, tmp_path))
+        else:
+            samples = bench.load(data_dir("benchmarks") / "cyberseceval" / bench.dataset)
         assert samples and all(s.conversation[-1].content for s in samples)
     bad = tmp_path / "bad.json"
     bad.write_text('[{"prompt_id": "1"}]')
