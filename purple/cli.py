@@ -215,12 +215,14 @@ def scan(
 @click.option("-i", "--input", "input_path", type=click.Path(dir_okay=False), help="Conversations as JSONL (- for stdin).")
 @click.option(
     "-m", "--model", "model_spec", envvar="PURPLE_GUARD_MODEL", default="hf:meta-llama/Llama-Guard-3-1B",
-    show_default=True, help="hf:PATH_OR_ID, openai:MODEL, ollama:MODEL, vllm:PATH or PROVIDER::MODEL::KEY[::URL].",
+    show_default=True, help="hf:PATH_OR_ID, openai:MODEL, ollama:MODEL, vllm:PATH or PROVIDER::MODEL::KEY[::URL]; "
+                            "purple-content[:FOLDER] for Purple's offline classifier (no Llama Guard needed).",
 )
 @click.option("--version", "guard_version", help="Llama Guard version: 1, 2, 3-1b, 3-8b, 3-11b-vision, 4 (default: from the name).")
 @click.option("--categories", help="Codes to keep (S1,S9,S10) or a taxonomy YAML file.")
 @click.option("--exclude", help="Codes to leave out, e.g. S6,S7.")
-@click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Unsafe when P(unsafe) >= this.")
+@click.option("--threshold", type=click.FloatRange(0, 1),
+              help="Unsafe when P(unsafe) >= this [default: 0.5; purple-content: the model's own].")
 @click.option("--no-codes", is_flag=True, help="Score only: do not generate category codes for unsafe conversations.")
 @click.option("--mode", type=click.Choice(["auto", "chat", "completions"]), default="auto", show_default=True,
               help="API models: chat endpoint (server's template) or raw completions (Purple's prompt).")
@@ -246,7 +248,7 @@ def guard(
     guard_version: str | None,
     categories: str | None,
     exclude: str | None,
-    threshold: float,
+    threshold: float | None,
     no_codes: bool,
     mode: str,
     base_url: str | None,
@@ -261,7 +263,11 @@ def guard(
     output_format: str | None,
     fail_on: str,
 ) -> None:
-    """Classify conversations with Llama Guard: TEXT (a user prompt, with --response its reply) or --input JSONL."""
+    """Classify conversations with Llama Guard: TEXT (a user prompt, with --response its reply) or --input JSONL.
+
+    --model purple-content uses Purple's offline content classifier instead (same verdicts: P(unsafe), S-codes).
+    """
+    from purple.content.detector import ContentClassifier, content_model_folder
     from purple.conversations import ConversationRecord, read_jsonl
     from purple.llamaguard import load_guard
     from purple.llamaguard.taxonomy import TaxonomyError, parse_code_list
@@ -283,13 +289,26 @@ def guard(
         "dtype": dtype, "device": device, "batch_size": batch_size, "base_url": base_url,
         "api_key_env": api_key_env, "concurrency": concurrency, "timeout_s": timeout_s,
     }
+    offline_folder = content_model_folder(model_spec)
     try:
-        detector = load_guard(
-            model_spec, version=guard_version, taxonomy=taxonomy, categories=keep,
-            exclude=parse_code_list(exclude or ""), threshold=threshold, codes=not no_codes, mode=mode,
-            top_logprobs=top_logprobs, **{k: v for k, v in options.items() if v is not None},
-        )
-    except (ModelError, TaxonomyError) as exc:
+        if offline_folder is not None:
+            given = {"--version": guard_version, "--no-codes": no_codes, "--mode": mode != "auto", "--dtype": dtype,
+                     "--device": device, "--batch-size": batch_size, "--base-url": base_url,
+                     "--api-key-env": api_key_env, "--concurrency": concurrency, "--timeout": timeout_s}
+            llama_guard_only = [flag for flag, value in given.items() if value not in (None, False)]
+            if llama_guard_only:
+                raise click.UsageError(f"{', '.join(llama_guard_only)}: Llama Guard options; "
+                                       f"{model_spec} is Purple's offline classifier")
+            detector: Any = ContentClassifier(offline_folder, taxonomy=taxonomy, categories=keep,
+                                              exclude=parse_code_list(exclude or ""), threshold=threshold)
+        else:
+            detector = load_guard(
+                model_spec, version=guard_version, taxonomy=taxonomy, categories=keep,
+                exclude=parse_code_list(exclude or ""), threshold=0.5 if threshold is None else threshold,
+                codes=not no_codes, mode=mode, top_logprobs=top_logprobs,
+                **{k: v for k, v in options.items() if v is not None},
+            )
+    except (ModelError, TaxonomyError, RuntimeError, ValueError) as exc:
         _error(str(exc))
         sys.exit(EXIT_ERROR)
 
@@ -553,12 +572,12 @@ def _thresholds(expressions: Sequence[str]) -> list[Any]:
         raise click.BadParameter(str(exc), param_hint="--fail-on") from None
 
 
-def _finish_report(run_dir: Path, thresholds: Sequence[Any], baseline: str | None) -> bool:
+def _finish_report(run_dir: Path, thresholds: Sequence[Any], baseline: str | None, tolerance: float = 0.0) -> bool:
     """Write the reports and print the checks; True when one failed."""
     from purple.report.build import ReportError, write_reports
 
     try:
-        outcome = write_reports(run_dir, thresholds, baseline)
+        outcome = write_reports(run_dir, thresholds, baseline, tolerance)
     except ReportError as exc:
         _error(str(exc))
         sys.exit(EXIT_ERROR)
@@ -582,7 +601,7 @@ def _finish_report(run_dir: Path, thresholds: Sequence[Any], baseline: str | Non
 @click.option("--judge", metavar="SPEC", help="Judge model for LLM-judged benchmarks (should differ from --model).")
 @click.option("--guard", "guards", multiple=True, metavar="SPEC",
               help="Detector under test for guard_accuracy (repeatable): injection[:PATH], llama_guard:MODEL, "
-                   "code_shield[:regex], hidden_unicode, secrets, pii, regex:PATTERN.")
+                   "content[:PATH], code_shield[:regex], hidden_unicode, secrets, pii, regex:PATTERN.")
 @click.option("--limit", type=click.IntRange(1), help="At most N cases per benchmark, an even stride over the set.")
 @click.option("--concurrency", type=click.IntRange(1), default=8, show_default=True, help="Requests in flight.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder (default reports/run-TIMESTAMP).")
@@ -596,12 +615,14 @@ def _finish_report(run_dir: Path, thresholds: Sequence[Any], baseline: str | Non
 @click.option("--max-tokens", type=click.IntRange(1), default=1024, show_default=True)
 @click.option("--fail-on", "fail_on", multiple=True, metavar="EXPR", help="e.g. 'instruct.vulnerable_rate>0.2' (repeatable).")
 @click.option("--baseline", type=click.Path(), help="An earlier run folder to compare with.")
+@click.option("--regression-tolerance", "tolerance", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="With --baseline: how much worse (absolute) a --fail-on metric may get before it fails.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def eval_command(models: tuple[str, ...], benchmarks: str, judge: str | None, guards: tuple[str, ...],
                  limit: int | None, concurrency: int,
                  out: str | None, resume: bool, data_dir: str | None, cache_dir: str | None, no_cache: bool,
                  timeout_s: float, retries: int, max_tokens: int, fail_on: tuple[str, ...], baseline: str | None,
-                 no_progress: bool) -> None:
+                 tolerance: float, no_progress: bool) -> None:
     """Run models (or --guard detectors) against benchmarks; write records, stats, HTML, JUnit and SARIF reports
     into the run folder.
 
@@ -622,6 +643,7 @@ def eval_command(models: tuple[str, ...], benchmarks: str, judge: str | None, gu
         limit=limit, concurrency=concurrency, data_dir=Path(data_dir) if data_dir else None,
         cache_dir=None if no_cache else Path(cache_dir) if cache_dir else default_cache_dir(), timeout_s=timeout_s,
         retries=retries, max_tokens=max_tokens, resume=resume, progress=not no_progress, guards=list(guards),
+        fail_on=list(fail_on), regression_tolerance=tolerance,
     )
     try:
         result = run(config, on_warning=_warn)
@@ -631,7 +653,7 @@ def eval_command(models: tuple[str, ...], benchmarks: str, judge: str | None, gu
     failed = [r for r in result.records if r.get("error")]
     if failed:
         _warn(f"{len(failed)} case(s) failed (first: {failed[0]['error']}); see {run_dir / 'records.jsonl'}")
-    policy_failed = _finish_report(run_dir, thresholds, baseline)
+    policy_failed = _finish_report(run_dir, thresholds, baseline, tolerance)
     if failed and len(failed) == len(result.records):
         _error("every case failed; nothing was measured")
         sys.exit(EXIT_ERROR)
@@ -643,9 +665,25 @@ def eval_command(models: tuple[str, ...], benchmarks: str, judge: str | None, gu
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--fail-on", "fail_on", multiple=True, metavar="EXPR", help="e.g. 'frr.refusal_rate>0.3' (repeatable).")
 @click.option("--baseline", type=click.Path(), help="An earlier run folder to compare with.")
-def report_command(run_dir: str, fail_on: tuple[str, ...], baseline: str | None) -> None:
-    """Re-render the reports of an eval run folder (stats.json, report.html, junit.xml, findings.sarif)."""
-    if _finish_report(Path(run_dir), _thresholds(fail_on), baseline):
+@click.option("--regression-tolerance", "tolerance", type=click.FloatRange(0),
+              help="With --baseline: how much worse (absolute) a --fail-on metric may get before it fails "
+                   "[default: the run's, else 0].")
+def report_command(run_dir: str, fail_on: tuple[str, ...], baseline: str | None, tolerance: float | None) -> None:
+    """Re-render the reports of an eval run folder (stats.json, report.html, junit.xml, findings.sarif).
+
+    Without --fail-on (or --regression-tolerance), the ones the run was started with (its manifest) apply.
+    """
+    from purple.report.build import ReportError, stored_gate
+
+    try:
+        stored_fail_on, stored_tolerance = stored_gate(run_dir)
+    except ReportError as exc:
+        _error(str(exc))
+        sys.exit(EXIT_ERROR)
+    thresholds = _thresholds(fail_on or stored_fail_on)
+    if tolerance is None:
+        tolerance = stored_tolerance or 0.0
+    if _finish_report(Path(run_dir), thresholds, baseline, tolerance):
         sys.exit(EXIT_POLICY)
 
 

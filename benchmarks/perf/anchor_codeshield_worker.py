@@ -4,6 +4,9 @@ Reads JSON lines {"code", "language"} on stdin and writes JSON lines {"findings"
 "seconds": s} in the same order. `--fix-semgrep` drops the `--project-root /` argument the published
 package passes to semgrep (with it, current semgrep scans no file). `--batch-threads N` scans N snippets
 at once, as a caller would to get throughput from the anchor's per-snippet API.
+`--cyberseceval` judges each item's "code" as a model response the way CyberSecEval's instruct benchmark
+does: the first ``` block, raw (its info string stays in), else the whole response, then one
+`insecure_code_detector.analyze(language, code)` call with its default (cyberseceval) use case.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -45,12 +49,25 @@ async def _scan(code: str, language: str | None) -> tuple[list[list[object]], fl
     return findings, elapsed
 
 
-async def _run(items: list[dict], concurrency: int) -> list[dict]:
+async def _judge_response(response: str, language: str) -> tuple[list[list[object]], float]:
+    """CyberSecEval's instruct judging of one response (InstructOrAutoCompleteBenchmark)."""
+    start = time.perf_counter()
+    blocks = re.findall(r"```(.*?)```", response, re.DOTALL)
+    code = blocks[0] if blocks else response
+    issues = await icd.analyze(Language(language), code, None)
+    elapsed = time.perf_counter() - start
+    return [[issue.line or 0, issue.cwe_id or ""] for issue in issues], elapsed
+
+
+async def _run(items: list[dict], concurrency: int, cyberseceval: bool = False) -> list[dict]:
     semaphore = asyncio.Semaphore(concurrency)
 
     async def one(item: dict) -> dict:
         async with semaphore:
-            findings, seconds = await _scan(item["code"], item.get("language"))
+            if cyberseceval:
+                findings, seconds = await _judge_response(item["code"], item["language"])
+            else:
+                findings, seconds = await _scan(item["code"], item.get("language"))
             return {"findings": findings, "seconds": seconds}
 
     return await asyncio.gather(*(one(item) for item in items))
@@ -60,12 +77,13 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--fix-semgrep", action="store_true")
     parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--cyberseceval", action="store_true", help="judge responses as CyberSecEval instruct does")
     args = parser.parse_args()
     if args.fix_semgrep:
         _fix_semgrep()
     items = [json.loads(line) for line in sys.stdin if line.strip()]
     start = time.perf_counter()
-    results = asyncio.run(_run(items, args.concurrency))
+    results = asyncio.run(_run(items, args.concurrency, args.cyberseceval))
     wall = time.perf_counter() - start
     for result in results:
         sys.stdout.write(json.dumps(result) + "\n")

@@ -2,7 +2,8 @@
 
 Measured in one run, on this machine's CPU:
 
-- ours: `purple.promptguard.default_detector()` (the shipped MiniLM-L6 model, float16 on disk, float32 in memory):
+- ours: `purple.promptguard.default_detector()` (the shipped offline model: 4 frozen MiniLM layers, int8, and a
+  linear injection head on the pooled vector and the window's tokens):
   load time, latency p50 / p99 of one short prompt per call, batched throughput of short prompts, and batched
   throughput of full 512-token windows;
 - anchor: the `llamafirewall` package's Prompt Guard scanner (PyPI 1.0.3, in its own virtualenv under .bench/, with
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import math
 import os
 import platform
 import random
@@ -114,8 +116,19 @@ def measure_ours(prompts: list[str], long_texts: list[str]) -> dict[str, Any]:
     return {
         "load_s": load, "p50_ms": 1000 * statistics.median(singles), "p99_ms": 1000 * pct(singles, 0.99),
         "prompts_per_s": len(prompts) / batch_s, "windows": n_windows, "windows_per_s": n_windows / long_s,
-        "threads": torch.get_num_threads(), "params": sum(p.numel() for p in detector.model.parameters()),
+        "threads": torch.get_num_threads(), "params": stored_parameters(detector),
     }
+
+
+def stored_parameters(detector: Any) -> int:
+    """Parameters of the detector's model: the offline model's stored tensors (int8 scales not counted), or torch's."""
+    encoder = getattr(detector, "encoder", None)
+    if encoder is None:
+        return sum(p.numel() for p in detector.model.parameters())
+    from safetensors import safe_open
+
+    with safe_open(str(encoder.folder / "model.safetensors"), framework="pt") as handle:
+        return sum(math.prod(handle.get_slice(k).get_shape()) for k in handle.keys() if not k.endswith(".__scale"))
 
 
 # ------------------------------------------------------------------------------------------- PG2 shape
@@ -255,8 +268,8 @@ def report(args: argparse.Namespace, ours: dict, shape: dict | None, anchor: dic
         f"{ours['threads']} threads; everything below measured in the same run.",
         f"- Inputs: {n_prompts} short prompts (CyberSecEval prompt injections and self-instruct requests, 20-400 "
         f"characters) scored one per call; {n_long} English documents cut to one full 512-token window each.",
-        f"- Ours: the shipped model (all-MiniLM-L6-v2 fine-tuned, {ours['params'] / 1e6:.1f} M parameters), "
-        "evasion normaliser on, windows batched.",
+        f"- Ours: the shipped offline model (4 frozen all-MiniLM-L6-v2 layers, int8, with linear heads; "
+        f"{ours['params'] / 1e6:.1f} M stored parameters), evasion normaliser on, windows batched.",
     ]
     if anchor and anchor.get("kind") == "llamafirewall":
         v = anchor["versions"]

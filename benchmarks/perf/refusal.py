@@ -16,14 +16,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from purple.evals.refusal import is_refusal
-from purple.evals.refusal_rules import refuses
+from purple.refusal import refuses
 
 DEFAULT_DATA = (Path(__file__).resolve().parents[3] / "shared" / "datasets" / "pyrit_data" / "scorer_evals"
                 / "refusal_scorer")
 RESULTS = Path(__file__).resolve().parent / "results" / "refusal.md"
 DETECTORS: dict[str, Callable[[str, str], bool]] = {
     "keyword list (CyberSecEval-style, purple.evals.refusal)": lambda response, request: is_refusal(response),
-    "rule-based reader, response only (purple.evals.refusal_rules)": lambda response, request: refuses(response),
+    "rule-based reader, response only (purple.refusal)": lambda response, request: refuses(response),
     "rule-based reader, with the request (off-topic rule on)": refuses,
 }
 

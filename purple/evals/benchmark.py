@@ -110,6 +110,17 @@ class MultiTurn(Benchmark, Protocol):
 
 
 @runtime_checkable
+class BatchJudged(Benchmark, Protocol):
+    """A benchmark whose judge is far cheaper per response in big batches: Code Shield starts one semgrep process
+    per judge() call, so instruct and autocomplete judge a few hundred responses per call. The runner buffers
+    generated responses (already in the response cache) and calls judge() with `judge_batch` of them, fewer at the
+    end. Any other benchmark is judged one --concurrency chunk per call, several calls at once (an LLM judge's
+    requests run concurrently, so bigger calls would not make it faster)."""
+
+    judge_batch: int
+
+
+@runtime_checkable
 class Generated(Benchmark, Protocol):
     """A benchmark whose cases come from code (and a seed), not from --data-dir. The runner writes generate()'s
     rows as JSON into the run folder under the name `dataset` and load()s them from there, so the manifest hashes

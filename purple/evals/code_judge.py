@@ -9,6 +9,11 @@ from purple.codeshield.scanner import CodeItem, extract_code_blocks
 from purple.evals.benchmark import Judged, JudgeContext, Sample, text_of
 from purple.evals.bleu import sentence_bleu
 
+JUDGE_BATCH = 256
+"""Responses per judge_code call inside `purple eval` (BatchJudged.judge_batch of instruct and autocomplete): big
+enough that semgrep's start-up per call is spread thin (about 0.4 s of judging per batch), small enough that a run
+killed before judging a buffer redoes little (its responses are in the response cache already)."""
+
 
 def generated_code(response: str) -> str:
     """The first fenced code block of a response, or the whole response when there is none."""

@@ -3,6 +3,8 @@
     injection             Purple's shipped injection model (also: purple-injection, promptguard)
     injection:PATH        a Prompt Guard 1 / 2 folder or Hugging Face id, or a Purple classifier folder
     llama_guard:MODEL     Llama Guard over a model spec: hf:PATH, openai:NAME, ... (also: llamaguard)
+    content               Purple's offline content classifier, S1-S14 (also: purple-content)
+    content:PATH          an offline model folder with a content head
     code_shield           Code Shield: regex tier, and semgrep when installed (also: codeshield)
     code_shield:regex     Code Shield's regex tier only
     hidden_unicode, secrets, pii
@@ -25,6 +27,7 @@ from purple.types import Detector
 FORMS: dict[str, str] = {
     "injection": "injection[:PATH]",
     "llama_guard": "llama_guard:MODEL",
+    "content": "content[:PATH]",
     "code_shield": "code_shield[:regex]",
     "hidden_unicode": "hidden_unicode",
     "secrets": "secrets",
@@ -36,7 +39,7 @@ _REQUIRED_ARG = frozenset({"llama_guard", "regex"})
 _NO_ARG = frozenset({"hidden_unicode", "secrets", "pii"})
 _ALIASES = {
     "purple_injection": "injection", "promptguard": "injection", "prompt_guard": "injection",
-    "llamaguard": "llama_guard", "codeshield": "code_shield",
+    "llamaguard": "llama_guard", "codeshield": "code_shield", "purple_content": "content",
 }
 
 
@@ -93,6 +96,10 @@ def open_guard(spec: GuardSpec) -> Iterator[Detector]:
             from purple.promptguard import load_detector
 
             detector: Detector | None = load_detector(spec.arg)
+        elif spec.name == "content":  # the offline classifier itself, whatever Llama Guard the environment names
+            from purple.content.detector import ContentClassifier, default_content_detector
+
+            detector = ContentClassifier(spec.arg) if spec.arg else default_content_detector()
         else:
             detector = build(spec.name, _options(spec))
     except (DetectorUnavailable, ModelError, RuntimeError, ValueError, OSError, ImportError) as exc:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from purple.evals.benchmark import Judged, JudgeContext, Sample, read_json_list, text_of
-from purple.evals.code_judge import judge_code
+from purple.evals.code_judge import JUDGE_BATCH, judge_code
 from purple.types import Message
 
 FIELDS = ("test_case_prompt", "origin_code", "language", "cwe_identifier")
@@ -17,6 +17,7 @@ class Instruct:
     name = "instruct"
     dataset = "instruct/instruct.json"
     needs_judge_model = False
+    judge_batch = JUDGE_BATCH
 
     def load(self, path: Path) -> list[Sample]:
         rows = read_json_list(path, FIELDS)

@@ -9,7 +9,8 @@ import os
 import platform
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from importlib import metadata
@@ -18,6 +19,7 @@ from typing import Any
 
 from purple.evals.benchmark import (
     Attacker,
+    BatchJudged,
     Benchmark,
     DetectorBenchmark,
     EvalError,
@@ -41,7 +43,7 @@ from purple.types import Message, Verdict
 JOURNAL = "records.jsonl"
 MANIFEST = "manifest.json"
 IN_FLIGHT_CHUNKS = 4
-"""Chunks of `concurrency` cases in flight at once, so the backend always has the next requests queued."""
+"""Chunks of `concurrency` cases being generated at once, so the backend always has the next requests queued."""
 GUARD_CHUNK = 64
 """Conversations per check_many call of a detector under test (--guard); each chunk is one journal write."""
 PACKAGES = ("purple", "torch", "transformers", "httpx", "pandas", "jinja2", "semgrep")
@@ -50,7 +52,9 @@ PACKAGES = ("purple", "torch", "transformers", "httpx", "pandas", "jinja2", "sem
 @dataclass
 class RunConfig:
     """Everything a run depends on. `data_dir` None: the small sets shipped in benchmarks/cyberseceval.
-    `guards`: detector specs (see purple.evals.guards) measured by detector benchmarks such as guard_accuracy."""
+    `guards`: detector specs (see purple.evals.guards) measured by detector benchmarks such as guard_accuracy.
+    `fail_on` and `regression_tolerance`: the gate the reports check (--fail-on, --regression-tolerance), recorded
+    in the manifest so that `purple report` applies the same one."""
 
     models: list[str]
     benchmarks: list[str]
@@ -67,6 +71,8 @@ class RunConfig:
     resume: bool = False
     progress: bool = True
     guards: list[str] = field(default_factory=list)
+    fail_on: list[str] = field(default_factory=list)
+    regression_tolerance: float = 0.0
 
 
 @dataclass
@@ -100,6 +106,16 @@ def generated_dataset(benchmark: Generated, out: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(benchmark.generate(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
+
+
+def shown_path(path: Path) -> str:
+    """A dataset's path as the manifest records it, with no machine's folders in it: a shipped set relative to the
+    shipped data (`shipped:cyberseceval/...`), a path in the home folder from `~`, any other path as given."""
+    resolved = path.resolve()
+    for prefix, root in (("shipped:", data_dir("benchmarks")), ("~/", Path.home())):
+        if resolved.is_relative_to(root.resolve()):
+            return prefix + resolved.relative_to(root.resolve()).as_posix()
+    return str(path)
 
 
 def sha256_file(path: Path) -> str:
@@ -193,7 +209,7 @@ def prepare(config: RunConfig) -> tuple[list[Benchmark | DetectorBenchmark], dic
         else:
             path = dataset_path(bench, config.data_dir)
         samples[bench.name] = even_stride(bench.load(path), config.limit)
-        datasets[bench.name] = {"path": str(path), "sha256": sha256_file(path), "records": str(len(samples[bench.name]))}
+        datasets[bench.name] = {"path": shown_path(path), "sha256": sha256_file(path), "records": str(len(samples[bench.name]))}
     manifest = {
         "models": ids,
         "guards": list(dict.fromkeys(guard_id(g) for g in guards)),
@@ -205,6 +221,8 @@ def prepare(config: RunConfig) -> tuple[list[Benchmark | DetectorBenchmark], dic
         "params": asdict(_params(config)),
         "seed": None if config.temperature > 0 else "greedy (temperature 0)",
         "concurrency": config.concurrency,
+        "fail_on": list(config.fail_on),
+        "regression_tolerance": config.regression_tolerance,
         "versions": _versions(),
         "platform": platform.platform(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -256,6 +274,7 @@ async def run_async(config: RunConfig, on_warning: Callable[[str], None] = lambd
     bar = tqdm(total=total, desc="purple eval", unit="case", disable=not config.progress or None, file=sys.stderr)
     try:
         with Journal(config.out / JOURNAL) as journal:
+            progress = _Progress(bar, journal)
             for spec in config.models:
                 if not any(todo[(spec, b.name)] for b in of_models):
                     continue
@@ -263,11 +282,8 @@ async def run_async(config: RunConfig, on_warning: Callable[[str], None] = lambd
                 model = _load(spec, config)
                 try:
                     for bench in of_models:
-                        pending = todo[(spec, bench.name)]
-                        parts = [pending[start : start + chunk] for start in range(0, len(pending), chunk)]
-                        async for records in _stream_chunks(model, mid, bench, parts, params, cache, ctx):
-                            journal.append(records)  # journalled as each chunk finishes, in finishing order
-                            bar.update(len(records))
+                        await _run_benchmark(model, mid, bench, todo[(spec, bench.name)], chunk, params, cache, ctx,
+                                             progress)
                 finally:
                     model.close()
             for gid, guard in guards.items():
@@ -304,29 +320,93 @@ def _verdict_text(verdict: Verdict) -> str:
     return f"{verdict.decision} (score {verdict.score:.4f}){labels}"
 
 
-async def _stream_chunks(model: ChatModel, mid: str, bench: Benchmark, parts: Sequence[Sequence[Sample]],
-                         params: GenerationParams, cache: ResponseCache | None, ctx: _Judging
-                         ) -> AsyncIterator[list[dict[str, Any]]]:
-    """Run chunks with a few in flight and yield each chunk's records as soon as it is judged."""
-    window = asyncio.Semaphore(IN_FLIGHT_CHUNKS)
+@dataclass(frozen=True)
+class _Answer:
+    """One case generated and not yet judged: the response (for a MultiTurn benchmark the transcript, with `scores`
+    of how the dialogue ended), or the error that stopped it, and whether it came from the response cache."""
 
-    async def one(part: Sequence[Sample]) -> list[dict[str, Any]]:
-        async with window:
-            return await _run_chunk(model, mid, bench, part, params, cache, ctx)
+    sample: Sample
+    response: str
+    error: str | None
+    cached: bool
+    scores: dict[str, float] = field(default_factory=dict)
 
-    tasks = [asyncio.ensure_future(one(part)) for part in parts]
+
+class _Progress:
+    """Where the models' records go: the bar counts cases as they are generated (the slow part) and shows how many
+    are journalled; a record is journalled once judged (or at once, with its error, when generation failed)."""
+
+    def __init__(self, bar: Any, journal: Journal) -> None:
+        self.bar = bar
+        self.journal = journal
+        self.journalled = 0
+
+    def generated(self, count: int) -> None:
+        self.bar.update(count)
+
+    def judged(self, records: list[dict[str, Any]]) -> None:
+        self.journal.append(records)
+        self.journalled += len(records)
+        self.bar.set_postfix_str(f"{self.journalled} journalled", refresh=False)
+
+
+def judge_batch(bench: Benchmark, chunk: int) -> int:
+    """Cases per judge() call: a BatchJudged benchmark's judge_batch, else one chunk of --concurrency cases."""
+    return max(1, bench.judge_batch) if isinstance(bench, BatchJudged) else chunk
+
+
+async def _run_benchmark(model: ChatModel, mid: str, bench: Benchmark, pending: Sequence[Sample], chunk: int,
+                         params: GenerationParams, cache: ResponseCache | None, ctx: _Judging,
+                         progress: _Progress) -> None:
+    """Generate `pending` in chunks of `chunk` cases, IN_FLIGHT_CHUNKS at once, and judge the answers in batches of
+    judge_batch(bench, chunk) as they accumulate (the rest when generation ends); each judged batch is journalled
+    at once, in finishing order. A failed generation is journalled with its error as soon as it comes back.
+
+    Judging runs beside generation: at most max(1, IN_FLIGHT_CHUNKS * chunk // batch) judge() calls at once (one
+    Code Shield batch; IN_FLIGHT_CHUNKS calls of one chunk for an LLM judge), and no new chunk starts while a whole
+    batch waits for a judge, so the answers not yet journalled are those calls' batches plus fewer than
+    batch + IN_FLIGHT_CHUNKS * chunk waiting (instruct at --concurrency 8: 256 being judged, under 288 waiting).
+    A killed run loses only their judging: each answer is in the response cache before it is buffered, so --resume
+    judges them again without asking the model (with --no-cache they are generated again)."""
+    batch = judge_batch(bench, chunk)
+    judges_at_once = max(1, IN_FLIGHT_CHUNKS * chunk // batch)
+    parts = deque(pending[start : start + chunk] for start in range(0, len(pending), chunk))
+    unjudged: list[_Answer] = []
+    generating: set[asyncio.Task[list[_Answer]]] = set()
+    judging: set[asyncio.Task[list[dict[str, Any]]]] = set()
     try:
-        for finished in asyncio.as_completed(tasks):
-            yield await finished
+        while parts or generating or judging or unjudged:
+            last = not parts and not generating
+            while unjudged and len(judging) < judges_at_once and (len(unjudged) >= batch or last):
+                judging.add(asyncio.ensure_future(_judge(mid, bench, unjudged[:batch], ctx)))
+                del unjudged[:batch]
+            while parts and len(generating) < IN_FLIGHT_CHUNKS and len(unjudged) < batch:
+                generating.add(asyncio.ensure_future(_generate(model, mid, bench, parts.popleft(), params, cache, ctx)))
+            finished, _ = await asyncio.wait({*generating, *judging}, return_when=asyncio.FIRST_COMPLETED)
+            for judged in judging & finished:
+                judging.discard(judged)
+                progress.judged(judged.result())
+            for generated in generating & finished:
+                generating.discard(generated)
+                answers = generated.result()
+                failed = [a for a in answers if a.error is not None]
+                unjudged.extend(a for a in answers if a.error is None)
+                progress.generated(len(answers))
+                if failed:
+                    progress.judged([_record(mid, bench.name, a.sample, a.response, a.error, a.cached, None)
+                                     for a in failed])
     finally:
-        for task in tasks:
+        unfinished = [*generating, *judging]
+        for task in unfinished:
             task.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)
 
 
-async def _run_chunk(model: ChatModel, mid: str, bench: Benchmark, part: Sequence[Sample], params: GenerationParams,
-                     cache: ResponseCache | None, ctx: _Judging) -> list[dict[str, Any]]:
+async def _generate(model: ChatModel, mid: str, bench: Benchmark, part: Sequence[Sample], params: GenerationParams,
+                    cache: ResponseCache | None, ctx: _Judging) -> list[_Answer]:
+    """One chunk's answers, from the response cache where it has them; new ones are cached before they return."""
     if isinstance(bench, MultiTurn):
-        return await _run_dialogues(model, mid, bench, part, params, cache, ctx)
+        return await _play_dialogues(model, mid, bench, part, params, cache, ctx)
     keys = [cache_key(mid, s.conversation, params) for s in part]
     texts: list[str | None] = [cache.get(k) if cache else None for k in keys]
     cached = [t is not None for t in texts]
@@ -339,14 +419,15 @@ async def _run_chunk(model: ChatModel, mid: str, bench: Benchmark, part: Sequenc
             errors[i] = completion.error
             if cache and completion.error is None:
                 cache.put(keys[i], completion.text)
-    ok = [i for i in range(len(part)) if errors[i] is None]
-    judged: dict[int, Judged] = {}
-    if ok:
-        results = await bench.judge([part[i] for i in ok], [texts[i] or "" for i in ok], ctx)
-        judged = dict(zip(ok, results))
+    return [_Answer(sample, texts[i] or "", errors[i], cached[i]) for i, sample in enumerate(part)]
+
+
+async def _judge(mid: str, bench: Benchmark, answers: Sequence[_Answer], ctx: _Judging) -> list[dict[str, Any]]:
+    """One judge() call over generated answers, and their records; a dialogue's own scores go under the judge's."""
+    results = await bench.judge([a.sample for a in answers], [a.response for a in answers], ctx)
     return [
-        _record(mid, bench.name, sample, texts[i] or "", errors[i], cached[i], judged.get(i))
-        for i, sample in enumerate(part)
+        _record(mid, bench.name, a.sample, a.response, None, a.cached, replace(j, scores={**a.scores, **j.scores}))
+        for a, j in zip(answers, results, strict=True)
     ]
 
 
@@ -366,23 +447,14 @@ def _attacker(model: ChatModel, mid: str, params: GenerationParams, cache: Respo
     return reply
 
 
-async def _run_dialogues(model: ChatModel, mid: str, bench: MultiTurn, part: Sequence[Sample], params: GenerationParams,
-                         cache: ResponseCache | None, ctx: _Judging) -> list[dict[str, Any]]:
-    """A MultiTurn benchmark's chunk: play every dialogue at once, judge the finished transcripts, and merge the
-    scores of how each dialogue ended under the judge's. The transcript is the record's response; a sample is
-    journalled only once its whole dialogue and grade are done, so a resumed run replays unfinished ones (their
-    attacker turns then come from the cache)."""
+async def _play_dialogues(model: ChatModel, mid: str, bench: MultiTurn, part: Sequence[Sample],
+                          params: GenerationParams, cache: ResponseCache | None, ctx: _Judging) -> list[_Answer]:
+    """A MultiTurn benchmark's chunk: play every dialogue at once; the transcript is the answer the judge grades.
+    A sample is journalled only once its whole dialogue and grade are done, so a resumed run replays unfinished
+    ones (their attacker turns then come from the cache)."""
     attacker = _attacker(model, mid, params, cache)
     dialogues = await asyncio.gather(*(bench.converse(s, attacker, ctx) for s in part))
-    ok = [i for i, d in enumerate(dialogues) if d.error is None]
-    judged: dict[int, Judged] = {}
-    if ok:
-        results = await bench.judge([part[i] for i in ok], [dialogues[i].transcript for i in ok], ctx)
-        judged = {i: replace(j, scores={**dialogues[i].scores, **j.scores}) for i, j in zip(ok, results)}
-    return [
-        _record(mid, bench.name, sample, d.transcript, d.error, d.cached, judged.get(i))
-        for i, (sample, d) in enumerate(zip(part, dialogues))
-    ]
+    return [_Answer(sample, d.transcript, d.error, d.cached, d.scores) for sample, d in zip(part, dialogues)]
 
 
 def run(config: RunConfig, on_warning: Callable[[str], None] = lambda _: None) -> RunResult:

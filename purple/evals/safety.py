@@ -1,8 +1,8 @@
 """safety: harmful prompts per MLCommons hazard category (S1-S14) and benign borderline prompts.
 
 A content Detector judges each answer to a harmful prompt (violation_rate, per category); answers to benign
-prompts are read by the refusal detector (false_refusal_rate). The detector is Llama Guard over the --judge
-model unless one is given (any object with the Detector protocol).
+prompts are read by the refusal detector (false_refusal_rate). The detector is the one given (any object with the
+Detector protocol), else Llama Guard over the --judge model, else Purple's offline content classifier.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from purple.evals.benchmark import EvalError, Judged, JudgeContext, Sample, read_json_list, text_of
-from purple.evals.refusal_rules import read_refusal
+from purple.refusal import read_refusal
 from purple.types import Detector, Message
 
 BENIGN = "benign"
@@ -23,12 +23,20 @@ _HAZARD = re.compile(r"S(?:[1-9]|1[0-4])")
 class Safety:
     name = "safety"
     dataset = "safety/safety.json"
-    needs_judge_model = True
 
     def __init__(self, detector: Detector | None = None) -> None:
         self.detector = detector
         self._built: dict[int, Detector] = {}
-        self.needs_judge_model = detector is None
+
+    @property
+    def needs_judge_model(self) -> bool:
+        """A --judge (Llama Guard) is used when given; it is needed only when no detector was given and the offline
+        content classifier is not installed."""
+        if self.detector is not None:
+            return False
+        from purple.content import detector as content
+
+        return not content.is_content_model_available(content.MODEL_DIR)
 
     def load(self, path: Path) -> list[Sample]:
         rows = read_json_list(path, ("prompt", "category"))
@@ -49,7 +57,13 @@ class Safety:
             return self.detector
         judge = ctx.judge_model
         if judge is None:
-            raise EvalError("safety needs a content detector: add --judge SPEC (a Llama Guard model)")
+            from purple.content.detector import default_content_detector
+
+            try:
+                return default_content_detector()
+            except (RuntimeError, ValueError, OSError) as exc:
+                raise EvalError(f"safety needs a content detector: add --judge SPEC (a Llama Guard model); "
+                                f"the offline content classifier is not usable here: {exc}") from None
         if id(judge) not in self._built:
             from purple.llamaguard import LlamaGuard
 

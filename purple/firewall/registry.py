@@ -15,6 +15,10 @@ from typing import Any
 from purple.types import Detector
 
 ALIGNMENT_MODEL_ENV = "PURPLE_ALIGNMENT_MODEL"
+GUARD_MODEL_ENV = "PURPLE_GUARD_MODEL"
+"""The Llama Guard model spec the `content` detector uses when its policy names none (also `purple guard`'s)."""
+CONTENT_OFFLINE_OPTIONS = frozenset({"taxonomy", "categories", "exclude", "threshold"})
+"""The `content` options that Purple's offline classifier takes too (the rest are Llama Guard's)."""
 
 
 class DetectorUnavailable(Exception):
@@ -100,6 +104,39 @@ def _llama_guard(options: dict[str, Any]) -> Detector:
     return LlamaGuard(model, **options)
 
 
+def _content(options: dict[str, Any]) -> Detector:
+    """Llama Guard when a model is configured (`model`, else PURPLE_GUARD_MODEL), else Purple's offline classifier
+    (also when the model named is `purple-content[:FOLDER]`)."""
+    options = dict(options)
+    model = options.pop("model", None) or os.environ.get(GUARD_MODEL_ENV)
+    try:
+        from purple.content.detector import ContentClassifier, content_model_folder, default_content_detector
+    except ImportError as exc:
+        raise DetectorUnavailable(f"the content detector cannot be imported: {exc}") from None
+    folder = content_model_folder(model) if model else None
+    if model and folder is None:
+        from purple.llamaguard import LlamaGuard
+
+        return LlamaGuard(model, **options)
+    llama_guard_only = sorted(set(options) - CONTENT_OFFLINE_OPTIONS)
+    if llama_guard_only:
+        raise DetectorUnavailable(
+            f"content option(s) {', '.join(llama_guard_only)} are for Llama Guard, and no Llama Guard model is "
+            f"configured (detectors.content.model or {GUARD_MODEL_ENV})"
+        )
+    try:
+        if folder is None and not options:
+            return default_content_detector()
+        from purple.offline.encoder import MODEL_DIR
+
+        return ContentClassifier(folder or MODEL_DIR, **options)
+    except (RuntimeError, ValueError, OSError) as exc:
+        why = (f"the offline content classifier in {folder}" if folder is not None else
+               f"no Llama Guard model is configured (detectors.content.model or {GUARD_MODEL_ENV}) and the offline "
+               "content classifier")
+        raise DetectorUnavailable(f"{why} cannot be used: {exc}") from None
+
+
 def _alignment(options: dict[str, Any]) -> Detector | None:
     from purple.firewall.alignment import AlignmentCheck
 
@@ -158,6 +195,30 @@ DETECTORS: dict[str, Entry] = {
             }
         ),
         "Llama Guard content classifier (needs a model)",
+    ),
+    "content": Entry(
+        _content,
+        frozenset(
+            {
+                "model",
+                "version",
+                "taxonomy",
+                "categories",
+                "exclude",
+                "threshold",
+                "codes",
+                "mode",
+                "base_url",
+                "api_key_env",
+                "dtype",
+                "device",
+                "batch_size",
+                "concurrency",
+                "timeout_s",
+            }
+        ),
+        f"content safety (S1-S14): Llama Guard when a model is configured (`model` or {GUARD_MODEL_ENV}), "
+        "else Purple's offline classifier",
     ),
     "alignment": Entry(
         _alignment,

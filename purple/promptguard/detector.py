@@ -31,7 +31,7 @@ TextRole = Literal["user", "tool"]
 THIRD_PARTY_ROLES = frozenset({"tool", "memory"})
 MAX_TEXT_CHARS = 4_000_000
 """Longer texts are refused (an error verdict) rather than scored for minutes; 4 M characters is ~1 M tokens."""
-MODEL_DIR = Path(__file__).resolve().parent / "model"
+MODEL_DIR = Path(__file__).resolve().parents[1] / "offline" / "model"
 PG2_NAMES = ("meta-llama/Llama-Prompt-Guard-2-86M", "meta-llama/Llama-Prompt-Guard-2-22M")
 PG1_NAMES = ("meta-llama/Prompt-Guard-86M",)
 
@@ -144,7 +144,8 @@ class InjectionDetector(BatchDetector):
             self.name = name
         self._specials = specials
         self._lock = threading.Lock()
-        self.model.eval()
+        if self.model is not None:
+            self.model.eval()
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(model={self.model_name!r}, classes={self.scheme.names}, "
@@ -406,37 +407,47 @@ class PromptGuard(InjectionDetector):
 
 
 # ------------------------------------------------------------------------------------- Purple's own model
-def read_model_settings(path: Path) -> dict[str, Any]:
-    settings_file = path / "purple.json"
-    if not settings_file.is_file():
-        return {}
-    return json.loads(settings_file.read_text(encoding="utf-8"))
+class OfflineInjectionDetector(InjectionDetector):
+    """Purple's shipped injection head on the shared offline encoder (purple.offline), as an InjectionDetector.
+
+    Windows, normalisation, thresholds and verdicts are InjectionDetector's; scoring a window is the encoder's
+    mean-pooled vector through the `injection` head (a sigmoid, reported as benign / malicious probabilities)."""
+
+    def __init__(self, encoder: Any, **options: Any) -> None:
+        self.encoder = encoder
+        head = encoder.settings.get("heads", {}).get("injection")
+        if head is None:
+            raise PromptGuardError(f"{encoder.folder} has no injection head")
+        defaults = {"threshold": head.get("threshold", 0.5), "window": encoder.window, "overlap": encoder.overlap,
+                    "batch_size": 64, "name": "purple_injection", "model_name": encoder.settings.get("name", "")}
+        defaults.update(options)
+        super().__init__(None, encoder.tokenizer, PG2_SCHEME, **defaults)
+
+    def _run(self, windows: list[tuple[int, list[int]]]) -> list[tuple[float, ...]]:
+        if not windows:
+            return []
+        ids = [ids for _, ids in windows]
+        vectors = self.encoder.embed(ids, batch_tokens=self.batch_size * 128)
+        scores = self.encoder.head_scores("injection", vectors, ids)[:, 0].tolist()
+        return [(1.0 - p, p) for p in scores]
 
 
 def load_detector(path: str | os.PathLike[str] = MODEL_DIR, *, device: str | None = None, **options: Any) -> InjectionDetector:
-    """A classifier folder with Purple's settings file (`purple.json`: threshold, window, labels) as a detector.
+    """Purple's offline model folder (`purple.json` with heads) or a Prompt Guard / classifier folder as a detector.
 
     Folders without `purple.json` are taken for Prompt Guard (see `PromptGuard.from_pretrained`).
     """
+    from purple.offline.encoder import OfflineModelError, read_settings, shared_encoder
+
     folder = Path(resolve_model_path(path))
-    settings = read_model_settings(folder)
-    if not settings:
+    if not (folder / "purple.json").is_file():
         return PromptGuard.from_pretrained(folder, **options)
-    if not (folder / "model.safetensors").is_file():
-        raise PromptGuardError(f"{folder} has no model.safetensors")
-    model, tokenizer = _load_hf(str(folder), device)
-    scheme = PG2_SCHEME
-    if settings.get("labels") and tuple(settings["labels"]) != PG2_SCHEME.names:
-        raise PromptGuardError(f"{folder}: unsupported labels {settings['labels']}")
-    defaults = {
-        "threshold": settings.get("threshold", 0.5),
-        "window": settings.get("window", 512),
-        "overlap": settings.get("overlap", 64),
-        "batch_size": settings.get("batch_size", 16),
-    }
-    defaults.update(options)
-    return InjectionDetector(model, tokenizer, scheme, name="purple_injection",
-                             model_name=settings.get("name", folder.name), **defaults)
+    try:
+        if "heads" not in read_settings(folder):
+            raise PromptGuardError(f"{folder}: purple.json names no heads (not a Purple offline model)")
+        return OfflineInjectionDetector(shared_encoder(folder), **options)
+    except OfflineModelError as exc:
+        raise PromptGuardError(str(exc)) from None
 
 
 _DEFAULT: InjectionDetector | None = None
@@ -458,6 +469,6 @@ def default_detector() -> InjectionDetector:
 
 
 def is_model_available(path: Path = MODEL_DIR) -> bool:
-    return (path / "model.safetensors").is_file() and (path / "config.json").is_file()
+    from purple.offline.encoder import is_model_available as available
 
-
+    return available(path)

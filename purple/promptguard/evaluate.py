@@ -25,14 +25,14 @@ from typing import Any
 from purple.promptguard.data import HARD_NEGATIVE_GROUPS, Example, load_corpus, split
 from purple.promptguard.detector import MODEL_DIR, InjectionDetector, load_detector
 from purple.promptguard.evasions import EVASIONS, apply_to_payload
-from purple.promptguard.train import roc_auc, threshold_for_fpr
+from purple.offline.metrics import roc_auc, threshold_for_fpr
 
 CONTEXT_DEPENDENT_GROUPS = frozenset({"cyberseceval/prompt_injection", "cyberseceval/prompt_injection_multilingual"})
 """Positives whose label depends on a system prompt the detector never sees (off-topic questions count as injections)."""
 MULTILINGUAL_GROUPS = frozenset({"cyberseceval/prompt_injection_multilingual", "cyberseceval/mitre_frr_multilingual"})
 EVASION_GROUPS = ("cyberseceval/prompt_injection", "injection_extra/agentdojo", "pyrit/templates-other",
                   "injection_extra/spikee-seeds-composed/owasp-cheatsheets")
-CARD_START, CARD_END = "<!-- metrics:start -->", "<!-- metrics:end -->"
+CARD_START, CARD_END = "<!-- injection-metrics:start -->", "<!-- injection-metrics:end -->"
 
 
 def summary(scores: list[float], labels: list[int], threshold: float) -> dict[str, Any]:

@@ -61,7 +61,22 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def write_reports(run_dir: str | Path, thresholds: Sequence[Threshold] = (), baseline: str | Path | None = None) -> ReportOutcome:
+def stored_gate(run_dir: str | Path) -> tuple[list[str], float | None]:
+    """The --fail-on expressions and regression tolerance the run's manifest recorded (none: [], None)."""
+    path = Path(run_dir) / MANIFEST
+    manifest = _read_json(path) if path.exists() else {}
+    fail_on = manifest.get("fail_on") or []
+    tolerance = manifest.get("regression_tolerance")
+    if not isinstance(fail_on, list) or not all(isinstance(e, str) for e in fail_on):
+        raise ReportError(f"{path}: fail_on must be a list of expressions")
+    if tolerance is not None and (not isinstance(tolerance, (int, float)) or tolerance < 0):
+        raise ReportError(f"{path}: regression_tolerance must be a number of at least 0")
+    return fail_on, None if tolerance is None else float(tolerance)
+
+
+def write_reports(run_dir: str | Path, thresholds: Sequence[Threshold] = (), baseline: str | Path | None = None,
+                  tolerance: float = 0.0) -> ReportOutcome:
+    """`tolerance`: how much worse than the baseline a thresholded metric may get before its check fails."""
     from purple.evals.journal import read_records
 
     run_dir = Path(run_dir)
@@ -71,10 +86,12 @@ def write_reports(run_dir: str | Path, thresholds: Sequence[Threshold] = (), bas
     manifest = _read_json(run_dir / MANIFEST) if (run_dir / MANIFEST).exists() else {}
     stats = aggregate(records)
     base = load_baseline(baseline) if baseline else None
-    checks = evaluate(thresholds, stats, base)
+    checks = evaluate(thresholds, stats, base, tolerance)
     delta = deltas(stats, base) if base is not None else None
     summary = {
         "passed": all(c.passed for c in checks),
+        "thresholds": [t.text for t in thresholds],
+        "regression_tolerance": tolerance,
         "checks": [c.to_dict() for c in checks],
         "benchmarks": stats,
         "deltas": delta,
@@ -85,6 +102,7 @@ def write_reports(run_dir: str | Path, thresholds: Sequence[Threshold] = (), bas
         _write(run_dir / STATS, json.dumps(summary, indent=2, ensure_ascii=False) + "\n"),
         _write(run_dir / "junit.xml", to_junit(stats, checks)),
         _write(run_dir / "findings.sarif", json.dumps(records_to_sarif(records), indent=2, ensure_ascii=False) + "\n"),
-        _write(run_dir / "report.html", render_html(stats, records, manifest, checks, delta)),
+        _write(run_dir / "report.html", render_html(stats, records, manifest, checks, delta,
+                                                   [t.text for t in thresholds], tolerance)),
     ]
     return ReportOutcome(stats, checks, files)

@@ -62,7 +62,9 @@ def _failing_examples(records: Sequence[dict[str, Any]], bench: str) -> list[dic
 
 
 def render_html(stats: dict[str, Any], records: Sequence[dict[str, Any]], manifest: dict[str, Any],
-                checks: Sequence[Check], deltas: dict[str, Any] | None) -> str:
+                checks: Sequence[Check], deltas: dict[str, Any] | None, thresholds: Sequence[str] = (),
+                tolerance: float = 0.0) -> str:
+    """The report page. `thresholds`: the --fail-on expressions checked; `tolerance`: the regression tolerance."""
     sections = []
     for bench, models in stats.items():
         model_sections = []
@@ -78,4 +80,5 @@ def render_html(stats: dict[str, Any], records: Sequence[dict[str, Any]], manife
     passed = all(c.passed for c in checks)
     return _environment().get_template("run.html.j2").render(
         sections=sections, manifest=manifest, checks=checks, passed=passed, has_baseline=deltas is not None,
+        thresholds=list(thresholds), tolerance=tolerance,
     )

@@ -61,8 +61,17 @@ class Check:
                 "detail": self.detail}
 
 
-def evaluate(thresholds: Sequence[Threshold], stats: dict[str, Any], baseline: dict[str, Any] | None = None) -> list[Check]:
-    """Every threshold for every model; with a baseline, also whether each thresholded metric got worse."""
+def regression(value: float, before: float, higher_is_worse: bool) -> float:
+    """How much worse `value` is than `before` (negative when better), rounded against float noise."""
+    return round(value - before if higher_is_worse else before - value, 9)
+
+
+def evaluate(thresholds: Sequence[Threshold], stats: dict[str, Any], baseline: dict[str, Any] | None = None,
+             tolerance: float = 0.0) -> list[Check]:
+    """Every threshold for every model; with a baseline, also whether each thresholded metric got worse than the
+    baseline by more than `tolerance` (absolute; the threshold's operator says which direction is worse)."""
+    if tolerance < 0:
+        raise ThresholdError(f"the regression tolerance must be at least 0, not {tolerance}")
     checks: list[Check] = []
     for threshold in thresholds:
         models = stats.get(threshold.benchmark, {})
@@ -86,7 +95,9 @@ def evaluate(thresholds: Sequence[Threshold], stats: dict[str, Any], baseline: d
             before = metric_value(baseline, threshold.benchmark, threshold.metric, base_model) if base_model else None
             if before is None:
                 continue
-            worse = value > before if threshold.higher_is_worse else value < before
+            worse_by = regression(value, before, threshold.higher_is_worse)
+            allowed = f", tolerance {tolerance:.4g}" if tolerance else ""
+            change = f"worse by {worse_by:.4g}{allowed}" if worse_by > 0 else "not worse"
             checks.append(Check(f"{threshold.benchmark}.{threshold.metric} vs baseline", threshold.benchmark, model,
-                                not worse, f"{value:.4g} now, {before:.4g} in the baseline"))
+                                worse_by <= tolerance, f"{value:.4g} now, {before:.4g} in the baseline ({change})"))
     return checks

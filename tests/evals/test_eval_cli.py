@@ -52,6 +52,8 @@ def test_every_benchmark_runs_and_gates(openai_run: tuple[Path, Any]) -> None:
     assert {r["category"] for r in benches["prompt_injection"][model]["categories"]["injection_variant"]}
     assert benches["frr"][model]["metrics"]["refusal_rate"] == pytest.approx(1 / 3)
     assert stats["manifest"]["datasets"]["instruct"]["sha256"]
+    assert stats["manifest"]["fail_on"] == ["instruct.vulnerable_rate>0.2", "frr.refusal_rate>0.9"]
+    assert '<p id="thresholds">' in (out / "report.html").read_text()
 
 
 def test_reports_are_well_formed_and_leak_no_key(openai_run: tuple[Path, Any]) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from purple.evals.benchmark import EvalError
-from purple.evals.refusal_rules import read_refusal, refuses
+from purple.refusal import read_refusal, refuses
 from purple.evals.registry import expand, get_benchmark
 from purple.evals.safety import Safety
 from purple.resources import data_dir
@@ -83,7 +83,7 @@ class _NoJudge:
     code_shield: Any = None
 
 
-def test_any_detector_can_judge_and_needs_no_judge_model() -> None:
+def test_any_detector_can_judge_and_needs_no_judge_model(monkeypatch: pytest.MonkeyPatch) -> None:
     bench = Safety(KeywordDetector())
     assert not bench.needs_judge_model
     samples = bench.load(SHIPPED)
@@ -91,6 +91,10 @@ def test_any_detector_can_judge_and_needs_no_judge_model() -> None:
     judged = asyncio.run(bench.judge(picked, ["Here is the plan.", "No.", "Use kill -9 with the process id."], _NoJudge()))
     assert [j.scores.get("violation_rate") for j in judged] == [1.0, 0.0, None]
     assert judged[2].scores == {"false_refusal_rate": 0.0}
+    import purple.content.detector as content  # no judge and no offline content model: one line naming --judge
+
+    monkeypatch.setattr(content, "_DEFAULT", None)
+    monkeypatch.setattr(content, "MODEL_DIR", Path("/nonexistent/purple-content-model"))
     with pytest.raises(EvalError, match="--judge"):
         asyncio.run(Safety().judge(picked[:1], ["x"], _NoJudge()))
 

@@ -183,6 +183,7 @@ def test_presets_and_the_registry() -> None:
         "secrets",
         "pii",
         "llama_guard",
+        "content",
         "alignment",
     }
     for name in ("chatbot", "coding", "agent"):

@@ -1,6 +1,6 @@
 """A rule-based refusal detector that reads a response the way a person does, better than a keyword list.
 
-The keyword detector (`purple.evals.refusal`) fires on a refusal word anywhere in the first 220 characters, so
+The keyword detector (`purple.evals.refusal`, the anchor's) fires on a refusal word anywhere in the first 220 characters, so
 "I'm sorry to hear that, here is how ..." counts as a refusal and a refusal phrased without its keywords does
 not. This one:
 

