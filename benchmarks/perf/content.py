@@ -94,7 +94,7 @@ def measure_ours(model: Path | None, prompts: list[str]) -> dict[str, Any]:
     batch_s = time.perf_counter() - t0
     encoder = detector.encoder
     return {
-        "folder": str(encoder.folder), "load_s": load_s, "prompts": len(singles_set),
+        "folder": os.path.relpath(encoder.folder, ROOT), "load_s": load_s, "prompts": len(singles_set),
         "p50_ms": 1000 * statistics.median(misses), "p99_ms": 1000 * pct(misses, 0.99),
         "hit_p50_ms": 1000 * statistics.median(hits), "batch_prompts": len(batch_set),
         "prompts_per_s": len(batch_set) / batch_s,
@@ -171,7 +171,7 @@ def report(ours: dict[str, Any], guard: dict[int, dict[str, Any]] | None, qualit
         f"- Prompts: {ours['prompts'] + ours['batch_prompts']} held-out English user prompts (20-300 characters, half "
         "safe, half unsafe; sources never trained on), each classified as a one-message conversation.",
         f"- Ours: `{ours['folder']}` (frozen MiniLM encoder, {ours['layers']} layers, hidden {ours['hidden']}, int8; "
-        "content head on the mean-pooled vector), evasion normaliser on.",
+        "content head on the mean-pooled vector and the window's tokens), evasion normaliser on.",
     ]
     if guard:
         depths = sorted(guard)

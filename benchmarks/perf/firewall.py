@@ -578,13 +578,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     started_load = os.getloadavg()[0]
     shipped, missing = shipped_detector()
+    if shipped is not None:
+        shipped.encoder.cache_size = 0  # time real work: no message's vectors are reused between calls
     python = ensure_anchor()
     ensure_pg2_model(python, benign + injections)
     from tokenizers import Tokenizer
 
     pg2_tokenizer = Tokenizer.from_file(str(PG2_DIR / "tokenizer.json"))
     if shipped is not None:
-        tokenizer = Tokenizer.from_file(str(Path(shipped.tokenizer.name_or_path) / "tokenizer.json"))
+        tokenizer = Tokenizer.from_file(str(shipped.encoder.folder / "tokenizer.json"))
         token_note = "counted by the shipped injection model's tokenizer"
     else:
         tokenizer = pg2_tokenizer

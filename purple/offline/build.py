@@ -8,7 +8,6 @@ as int8 + per-row float16 scales), `config.json` (the BERT config of the truncat
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +65,10 @@ def save_model(folder: str | Path, encoder: Any, config: dict[str, Any], tokeniz
                 packed[key] = state[key].half().contiguous()
     save_file(packed, str(folder / "model.safetensors"))
     (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    if Path(tokenizer_json).resolve() != (folder / "tokenizer.json").resolve():
-        shutil.copyfile(tokenizer_json, folder / "tokenizer.json")
+    tokenizer = json.loads(Path(tokenizer_json).read_text(encoding="utf-8"))
+    tokenizer["truncation"] = None  # the detectors cut windows themselves; a stored 128-token cut or padding would
+    tokenizer["padding"] = None     # silently shorten texts for anyone reading tokenizer.json with `tokenizers`
+    (folder / "tokenizer.json").write_text(json.dumps(tokenizer, ensure_ascii=False), encoding="utf-8")
     full = {"window": 128, "overlap": 32, **settings, "heads": head_settings}
     (folder / "purple.json").write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
     return folder

@@ -135,7 +135,8 @@ class SharedEncoder:
         self.sep_id = self.tokenizer.convert_tokens_to_ids("[SEP]")
         self.threads = threads
         self._cache: OrderedDict[tuple[int, ...], Any] = OrderedDict()
-        self._cache_size = cache_size
+        self.cache_size = cache_size
+        """Window vectors kept for reuse (0: none; benchmarks turn it off to time real work)."""
         self._lock = threading.Lock()
 
     @property
@@ -197,9 +198,10 @@ class SharedEncoder:
                             vector = pooled[i].clone()
                             for row in todo[key]:
                                 out[row] = vector
-                            self._cache[key] = vector
-                            if len(self._cache) > self._cache_size:
-                                self._cache.popitem(last=False)
+                            if self.cache_size > 0:
+                                self._cache[key] = vector
+                                if len(self._cache) > self.cache_size:
+                                    self._cache.popitem(last=False)
                         start = end
             finally:
                 if self.threads:
