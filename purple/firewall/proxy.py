@@ -46,6 +46,9 @@ FORWARDED_HEADERS = ("authorization", "openai-organization", "openai-project", "
 MAX_BODY_BYTES = 4_000_000
 MAX_RESPONSE_BYTES = 20_000_000
 MAX_EVENT_BYTES = 1_000_000
+KEEP_ALIVE_S = 75
+"""Idle client connections stay open this long: longer than clients' own pool expiry (httpx and the OpenAI client
+keep idle connections 5 s), so a client never reuses a connection the proxy has just closed (a reset request)."""
 
 
 class ProxyError(Exception):
@@ -144,7 +147,8 @@ def serve(
     app = create_app(firewall, upstream, audit, timeout_s=timeout_s, max_body_bytes=max_body_bytes)
     sock = bind(host, port)
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=10
+        app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=10,
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
     server = uvicorn.Server(config)
     failures: list[BaseException] = []
