@@ -48,6 +48,9 @@ def serve(delay_s: float, answers: dict[str, str] | None = None) -> ThreadingHTT
     answers[last message] when that is given, else a fixed sentence."""
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # headers and body go out in two writes: with Nagle on, the body waits for the client's delayed ACK
+        # (40 ms on Linux), which made every answer take delay + ~44 ms; real servers (uvicorn, vLLM) set this too
+        disable_nagle_algorithm = True
 
         def log_message(self, *args: Any) -> None:
             pass
