@@ -1,9 +1,9 @@
 """The frozen sentence encoder that Purple's offline classifiers share.
 
 The shipped folder (`purple/offline/model/`) holds one `model.safetensors` with the first layers of all-MiniLM-L6-v2
-(pretrained weights, unchanged, stored as int8 with one float16 scale per row) and small linear heads on top of its
-mean-pooled output: one for prompt injection / jailbreak, one for content safety (unsafe + S1..S14). Both heads read
-the same vector, so a text is encoded once and every head scores it; `SharedEncoder` keeps a small cache of recent
+(pretrained weights, unchanged, stored as int8 with one float16 scale per row) and small linear heads on its
+mean-pooled output and the window's bag of tokens: one for prompt injection / jailbreak, one for content safety
+(unsafe + S1..S14). Both heads read the same vector, so a text is encoded once and every head scores it; `SharedEncoder` keeps a small cache of recent
 window vectors so two detectors asking about the same message (the firewall runs them side by side) pay once.
 
 Runs on CPU with torch's dynamic int8 quantisation of the linear layers; needs torch, transformers and safetensors
@@ -80,7 +80,7 @@ class SharedEncoder:
     """Tokeniser + truncated MiniLM encoder + linear heads, loaded from one folder.
 
     `windows(text)` cuts a (normalised) text into token windows; `embed(windows)` returns their mean-pooled vectors
-    (cached); `head_scores(name, vectors)` applies a head (sigmoid of a linear map) and returns per-row scores.
+    (cached); `head_scores(name, vectors, windows)` applies a head (sigmoid of a linear map) per row.
     Thread-safe: encoding takes a lock; the cache is checked and filled under it.
     """
 

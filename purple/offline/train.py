@@ -10,8 +10,9 @@ What it does, deterministically:
    encoder is frozen: nothing in it is trained) and writes them in the shipped form (int8 rows + float16 scales);
 2. cuts every training text into the windows the detectors use at inference (normalised exactly as at inference;
    128 tokens, overlap 32) and encodes them with that shipped encoder (int8, as at inference), mean-pooled;
-3. fits one L2-regularised logistic regression per head output on the unit-normalised vectors, with balanced class
-   weights: `injection` (malicious) on the injection corpus, `content` (unsafe, S1..S14) on the content corpus;
+3. fits one L2-regularised logistic regression per head output, with balanced class weights, on the unit-normalised
+   vector and the window's bag of tokens (`--no-tokens`: the vector only): `injection` (malicious) on the injection
+   corpus, `content` (unsafe, S1..S14) on the content corpus (weak labels and capped sources weighted down);
 4. picks each head's block threshold on its validation slice (training sources only; `--val-fpr` false positives);
 5. saves model.safetensors (encoder + heads), config.json, tokenizer.json and purple.json into `--out`.
 
