@@ -39,7 +39,7 @@ from typing import Any
 from purple.llamaguard.taxonomy import Taxonomy, TaxonomyError, load_taxonomy
 from purple.offline.encoder import MODEL_DIR, OfflineModelError, SharedEncoder, is_model_available, read_settings
 from purple.offline.encoder import shared_encoder as _shared_encoder
-from purple.promptguard.normalize import normalize
+from purple.promptguard.normalize import normalize, readable_text
 from purple.refusal import read_refusal
 from purple.types import BatchDetector, Conversation, Decision, Verdict
 
@@ -157,16 +157,10 @@ class ContentClassifier(BatchDetector):
 
     def _prepare(self, text: Any) -> list[list[int]] | str:
         """The text's token windows, or why it cannot be scored."""
-        if isinstance(text, bytes | bytearray):
-            try:
-                text = bytes(text).decode("utf-8")
-            except UnicodeDecodeError as exc:
-                return f"not valid UTF-8 (first bad byte at offset {exc.start})"
-        if not isinstance(text, str):
-            return f"expected text, got {type(text).__name__}"
-        if len(text) > self.max_chars:
-            return f"text is {len(text):,} characters; the limit is {self.max_chars:,}"
-        text = text.replace("\x00", " ").encode("utf-8", errors="replace").decode("utf-8")  # NULs, lone surrogates
+        try:
+            text = readable_text(text, self.max_chars)
+        except ValueError as exc:
+            return str(exc)
         return self.encoder.windows(normalize(text))
 
     # ------------------------------------------------------------------------------------------ Detector API

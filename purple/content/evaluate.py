@@ -27,6 +27,7 @@ from purple.content.data import CATEGORIES, OVER_REFUSAL_GROUPS, ContentExample,
 from purple.content.detector import ContentClassifier
 from purple.offline.encoder import MODEL_DIR
 from purple.report.classification import average_precision, classification_metrics
+from purple.resources import shown_path
 
 CARD_START, CARD_END = "<!-- content-metrics:start -->", "<!-- content-metrics:end -->"
 CARD_TITLE = "## Content safety: held-out evaluation"
@@ -196,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
         result = evaluate(detector, parts.test)
     except (RuntimeError, ValueError, OSError) as exc:
         raise SystemExit(f"error: {exc}") from None
-    result["model"] = str(args.model)
+    result["model"] = shown_path(args.model)
     text = markdown(result)
     print(text)
     if args.json:

@@ -37,7 +37,7 @@ from purple.evals.registry import expand, get_benchmark
 from purple.models.base import ChatModel, GenerationParams
 from purple.models.loader import OPTIONS, load_model
 from purple.models.spec import parse_spec
-from purple.resources import data_dir
+from purple.resources import data_dir, shown_path
 from purple.types import Message, Verdict
 
 JOURNAL = "records.jsonl"
@@ -106,16 +106,6 @@ def generated_dataset(benchmark: Generated, out: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(benchmark.generate(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
-
-
-def shown_path(path: Path) -> str:
-    """A dataset's path as the manifest records it, with no machine's folders in it: a shipped set relative to the
-    shipped data (`shipped:cyberseceval/...`), a path in the home folder from `~`, any other path as given."""
-    resolved = path.resolve()
-    for prefix, root in (("shipped:", data_dir("benchmarks")), ("~/", Path.home())):
-        if resolved.is_relative_to(root.resolve()):
-            return prefix + resolved.relative_to(root.resolve()).as_posix()
-    return str(path)
 
 
 def sha256_file(path: Path) -> str:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from purple.promptguard.normalize import analyze
+from purple.promptguard.normalize import analyze, readable_text
 from purple.types import BatchDetector, Conversation, Decision, Verdict
 
 TextRole = Literal["user", "tool"]
@@ -195,19 +195,11 @@ class InjectionDetector(BatchDetector):
         return out
 
     def _prepare(self, text: Any) -> tuple[list[int], tuple[str, ...]] | str:
-        if isinstance(text, bytes | bytearray):
-            try:
-                text = bytes(text).decode("utf-8")
-            except UnicodeDecodeError as exc:
-                return f"not valid UTF-8 (first bad byte at offset {exc.start})"
-        if not isinstance(text, str):
-            return f"expected text, got {type(text).__name__}"
-        if len(text) > self.max_chars:
-            return f"text is {len(text):,} characters; the limit is {self.max_chars:,}"
+        try:
+            text = readable_text(text, self.max_chars)
+        except ValueError as exc:
+            return str(exc)
         evasions: tuple[str, ...] = ()
-        if "\x00" in text:
-            text = text.replace("\x00", " ")
-        text = text.encode("utf-8", errors="replace").decode("utf-8")  # lone surrogates
         if self.normalize:
             result = analyze(text)
             text, evasions = result.text, result.evasions

@@ -26,6 +26,7 @@ from purple.promptguard.data import HARD_NEGATIVE_GROUPS, Example, load_corpus, 
 from purple.promptguard.detector import MODEL_DIR, InjectionDetector, load_detector
 from purple.promptguard.evasions import EVASIONS, apply_to_payload
 from purple.offline.metrics import roc_auc, threshold_for_fpr
+from purple.resources import shown_path
 
 CONTEXT_DEPENDENT_GROUPS = frozenset({"cyberseceval/prompt_injection", "cyberseceval/prompt_injection_multilingual"})
 """Positives whose label depends on a system prompt the detector never sees (off-topic questions count as injections)."""
@@ -196,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     detector = load_detector(args.model)
     parts = split(load_corpus(args.data, seed=args.seed), seed=args.seed)
     result = evaluate(detector, parts.test, args.evasion_sample, args.seed)
-    result["model"] = str(args.model)
+    result["model"] = shown_path(args.model)
     text = markdown(result)
     print(text)
     if args.json:

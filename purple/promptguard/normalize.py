@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import Any
 
 # --------------------------------------------------------------------------------------------- tables
 _TAG_TABLE: dict[int, int | None] = {cp: None for cp in range(0xE0000, 0xE0080)}
@@ -101,6 +102,23 @@ class Normalized:
 
 
 EVASIONS = ("tag_characters", "invisible_characters", "compatibility_characters", "confusables", "character_spacing")
+
+
+def readable_text(value: Any, max_chars: int) -> str:
+    """The text a detector scores: bytes decoded as UTF-8, NULs as spaces, lone surrogates replaced.
+
+    Raises ValueError with one readable line for input that is not text, not valid UTF-8, or over `max_chars`.
+    Every offline head reads text prepared this way, so the shared encoder's cache serves them all."""
+    if isinstance(value, bytes | bytearray):
+        try:
+            value = bytes(value).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"not valid UTF-8 (first bad byte at offset {exc.start})") from None
+    if not isinstance(value, str):
+        raise ValueError(f"expected text, got {type(value).__name__}")
+    if len(value) > max_chars:
+        raise ValueError(f"text is {len(value):,} characters; the limit is {max_chars:,}")
+    return value.replace("\x00", " ").encode("utf-8", errors="replace").decode("utf-8")
 
 
 def normalize(text: str) -> str:
