@@ -1,6 +1,6 @@
 """Content safety cost and quality: Purple's offline classifier against a Llama Guard 3-1B-shaped model, same CPU.
 
-Measured in one run, on this machine's CPU with 2 torch threads:
+Measured in one run, on this machine's CPU (ours on onnxruntime, Llama Guard on torch, 2 threads each):
 
 - ours: `purple.content.default_content_detector()` (or the model folder given with --model): load time; latency
   p50 / p99 of one short prompt per call (texts never seen before, so the shared encoder's cache misses); the same
@@ -98,7 +98,8 @@ def measure_ours(model: Path | None, prompts: list[str]) -> dict[str, Any]:
         "p50_ms": 1000 * statistics.median(misses), "p99_ms": 1000 * pct(misses, 0.99),
         "hit_p50_ms": 1000 * statistics.median(hits), "batch_prompts": len(batch_set),
         "prompts_per_s": len(batch_set) / batch_s,
-        "layers": int(encoder.model.config.num_hidden_layers), "hidden": int(encoder.model.config.hidden_size),
+        "layers": int(encoder.config["num_hidden_layers"]), "hidden": int(encoder.config["hidden_size"]),
+        "threads": encoder.threads,
     }
 
 
@@ -157,6 +158,7 @@ def verdict_line(name: str, value: float | None, target: float, higher_is_better
 
 
 def report(ours: dict[str, Any], guard: dict[int, dict[str, Any]] | None, quality: dict[str, Any] | None) -> str:
+    import onnxruntime
     import torch
     from llamaguard import SHAPES  # benchmarks/perf/llamaguard.py
 
@@ -166,12 +168,13 @@ def report(ours: dict[str, Any], guard: dict[int, dict[str, Any]] | None, qualit
         "",
         f"Command: `.venv/bin/python {command}`",
         "",
-        f"- Machine: CPU, {os.cpu_count()} cores, {platform.machine()}, torch {torch.__version__}, "
+        f"- Machine: CPU, {os.cpu_count()} cores, {platform.machine()}; ours on onnxruntime "
+        f"{onnxruntime.__version__} with {ours['threads']} threads, Llama Guard on torch {torch.__version__} with "
         f"{torch.get_num_threads()} threads; everything below measured in the same run.",
         f"- Prompts: {ours['prompts'] + ours['batch_prompts']} held-out English user prompts (20-300 characters, half "
         "safe, half unsafe; sources never trained on), each classified as a one-message conversation.",
-        f"- Ours: `{ours['folder']}` (frozen MiniLM encoder, {ours['layers']} layers, hidden {ours['hidden']}, int8; "
-        "content head on the mean-pooled vector and the window's tokens), evasion normaliser on.",
+        f"- Ours: `{ours['folder']}` (frozen MiniLM encoder, {ours['layers']} layers, hidden {ours['hidden']}, "
+        "int8 in onnxruntime; content head on the mean-pooled vector and the window's tokens), evasion normaliser on.",
     ]
     if guard:
         depths = sorted(guard)

@@ -40,6 +40,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
+
+from purple.promptguard.detector import token_ids  # noqa: E402
 BENCH = ROOT / ".bench"
 ANCHOR_VENV = BENCH / "anchor-llamafirewall"
 PG2_HOME = BENCH / "pg2-shaped-hf-home"
@@ -78,8 +80,7 @@ def to_tokens(tokenizer: Any, texts: list[str], n: int) -> list[str]:
     """Each text cut to exactly n tokens of this tokenizer (so it fills one window with the special tokens)."""
     out = []
     for text in texts:
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"][:n]
-        out.append(tokenizer.decode(ids))
+        out.append(tokenizer.decode(token_ids(tokenizer, text)[:n]))
     return out
 
 
@@ -90,7 +91,7 @@ def pct(values: list[float], q: float) -> float:
 
 # ----------------------------------------------------------------------------------------------- ours
 def measure_ours(prompts: list[str], long_texts: list[str]) -> dict[str, Any]:
-    import torch
+    import onnxruntime
 
     from purple.promptguard import default_detector
 
@@ -118,7 +119,8 @@ def measure_ours(prompts: list[str], long_texts: list[str]) -> dict[str, Any]:
         "load_s": load, "p50_ms": 1000 * statistics.median(singles), "p99_ms": 1000 * pct(singles, 0.99),
         "prompts_per_s": len(prompts) / batch_s, "windows": n_windows, "windows_per_s": len(windows) / long_s,
         "windows_per_text": n_windows / max(1, len(windows)),
-        "threads": torch.get_num_threads(), "params": stored_parameters(detector),
+        "threads": detector.encoder.threads, "runtime": f"onnxruntime {onnxruntime.__version__}",
+        "params": stored_parameters(detector),
     }
 
 
@@ -129,7 +131,7 @@ def stored_parameters(detector: Any) -> int:
         return sum(p.numel() for p in detector.model.parameters())
     from safetensors import safe_open
 
-    with safe_open(str(encoder.folder / "model.safetensors"), framework="pt") as handle:
+    with safe_open(str(encoder.folder / "model.safetensors"), framework="np") as handle:
         return sum(math.prod(handle.get_slice(k).get_shape()) for k in handle.keys() if not k.endswith(".__scale"))
 
 
@@ -266,11 +268,12 @@ def report(args: argparse.Namespace, ours: dict, shape: dict | None, anchor: dic
         f"Command: `.venv/bin/python benchmarks/perf/promptguard.py --prompts {args.prompts} --long {args.long}"
         f"{f' --quality-from {args.quality_from}' if args.quality_from else ''}{' --write' if args.write else ''}`",
         "",
-        f"- Machine: CPU, {os.cpu_count()} cores, {platform.machine()}, torch {torch.__version__}, "
-        f"{ours['threads']} threads; everything below measured in the same run.",
+        f"- Machine: CPU, {os.cpu_count()} cores, {platform.machine()}; ours on {ours['runtime']} with "
+        f"{ours['threads']} threads, the PG2-shaped paths on torch {torch.__version__}; everything below measured in "
+        "the same run.",
         f"- Inputs: {n_prompts} short prompts (CyberSecEval prompt injections and self-instruct requests, 20-400 "
         f"characters) scored one per call; {n_long} English documents cut to one full 512-token window each.",
-        f"- Ours: the shipped offline model (4 frozen all-MiniLM-L6-v2 layers, int8, with linear heads; "
+        f"- Ours: the shipped offline model (4 frozen all-MiniLM-L6-v2 layers, int8 in onnxruntime, with linear heads; "
         f"{ours['params'] / 1e6:.1f} M stored parameters), evasion normaliser on, windows batched.",
     ]
     if anchor and anchor.get("kind") == "llamafirewall":

@@ -6,7 +6,7 @@
     detector.check([Message("user", prompt), Message("assistant", answer)])   # judges the answer: a Verdict
     ContentClassifier(exclude=["S6"])                        # select hazards as for Llama Guard
 
-Importing this package is cheap: torch and transformers load with the first model.
+Importing this package is cheap: onnxruntime loads with the first model.
 """
 
 from purple.content.detector import (

@@ -188,9 +188,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--write-card", action="store_true", help="update MODEL_CARD.md beside the model")
     args = parser.parse_args(argv)
 
-    import torch
-
-    torch.set_num_threads(2)
     try:
         detector = ContentClassifier(args.model)
         parts = split(load_corpus(args.data), seed=args.seed)

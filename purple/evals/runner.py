@@ -46,7 +46,7 @@ IN_FLIGHT_CHUNKS = 4
 """Chunks of `concurrency` cases being generated at once, so the backend always has the next requests queued."""
 GUARD_CHUNK = 64
 """Conversations per check_many call of a detector under test (--guard); each chunk is one journal write."""
-PACKAGES = ("purple", "torch", "transformers", "httpx", "pandas", "jinja2", "semgrep")
+PACKAGES = ("purple", "torch", "transformers", "onnxruntime", "httpx", "pandas", "jinja2", "semgrep")
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """Write an offline model folder in the shape `SharedEncoder` reads (used by training and by test fixtures).
 
 A folder holds `model.safetensors` (encoder weights under `encoder.`, each head under `heads.<name>.`, big matrices
-as int8 + per-row float16 scales), `config.json` (the BERT config of the truncated encoder), `tokenizer.json` and
-`purple.json` (window, overlap, heads with their outputs and thresholds, provenance).
+as int8 + per-row float16 scales), `encoder.onnx` (the encoder's graph, weights read from the safetensors file),
+`config.json` (the BERT config of the truncated encoder), `tokenizer.json` and `purple.json` (window, overlap, heads
+with their outputs and thresholds, provenance). Writing needs torch and onnx (training); reading needs neither.
 """
 
 from __future__ import annotations
@@ -11,7 +12,42 @@ import json
 from pathlib import Path
 from typing import Any
 
-from purple.offline.encoder import pack_state
+from purple.offline.encoder import SCALE_SUFFIX
+from purple.offline.graph import write_graph
+
+def quantize_rows(tensor: Any) -> tuple[Any, Any]:
+    """(int8 tensor, float16 per-row scale) of a 2-D float tensor: symmetric, one scale per row."""
+    import torch
+
+    scale = tensor.abs().amax(dim=1, keepdim=True).clamp(min=1e-8) / 127.0
+    return torch.round(tensor / scale).clamp(-127, 127).to(torch.int8), scale.to(torch.float16)
+
+
+def pack_state(state: dict[str, Any], min_elements: int = 4096) -> dict[str, Any]:
+    """A state dict as stored on disk: big 2-D weights as int8 + scales, everything else float16."""
+    import torch
+
+    packed: dict[str, Any] = {}
+    for name, tensor in state.items():
+        tensor = tensor.detach().float().contiguous()
+        if tensor.dim() == 2 and tensor.numel() >= min_elements:
+            q, scale = quantize_rows(tensor)
+            packed[name], packed[name + SCALE_SUFFIX] = q.contiguous(), scale.contiguous()
+        else:
+            packed[name] = tensor.to(torch.float16)
+    return packed
+
+
+def unpack_state(packed: dict[str, Any]) -> dict[str, Any]:
+    """The float32 state dict back from `pack_state`'s form."""
+    state: dict[str, Any] = {}
+    for name, tensor in packed.items():
+        if name.endswith(SCALE_SUFFIX):
+            continue
+        scale = packed.get(name + SCALE_SUFFIX)
+        state[name] = tensor.float() * scale.float() if scale is not None else tensor.float()
+    return state
+
 
 HEAD_TENSORS = ("weight", "bias", "token_weight")
 """A head's tensors: `weight` (outputs, dim) on the vector, `bias` (outputs,), optional `token_weight`
@@ -61,7 +97,7 @@ def save_model(folder: str | Path, encoder: Any, config: dict[str, Any], tokeniz
         for part in HEAD_TENSORS:
             key = f"heads.{name}.{part}"
             if key in state:
-                packed.pop(key + ".__scale", None)
+                packed.pop(key + SCALE_SUFFIX, None)
                 packed[key] = state[key].half().contiguous()
     save_file(packed, str(folder / "model.safetensors"))
     (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -71,4 +107,5 @@ def save_model(folder: str | Path, encoder: Any, config: dict[str, Any], tokeniz
     (folder / "tokenizer.json").write_text(json.dumps(tokenizer, ensure_ascii=False), encoding="utf-8")
     full = {"window": 128, "overlap": 32, **settings, "heads": head_settings}
     (folder / "purple.json").write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
+    write_graph(folder)
     return folder

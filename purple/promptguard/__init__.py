@@ -9,7 +9,8 @@
     pg2 = PromptGuard.from_pretrained("meta-llama/Llama-Prompt-Guard-2-86M")   # local folder or the HF cache
     pg1 = PromptGuard.from_pretrained("/models/Prompt-Guard-86M", version=1)
 
-Importing this package is cheap: torch and transformers load with the first model.
+Importing this package is cheap: onnxruntime (the offline model) or torch and transformers (Prompt Guard)
+load with the first model.
 """
 
 from purple.promptguard.detector import (

@@ -203,8 +203,7 @@ class InjectionDetector(BatchDetector):
         if self.normalize:
             result = analyze(text)
             text, evasions = result.text, result.evasions
-        ids = self.tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
-        return list(ids), evasions
+        return token_ids(self.tokenizer, text), evasions
 
     def _windows(self, ids: list[int]) -> list[list[int]]:
         body = self.window - self._specials
@@ -290,11 +289,18 @@ class InjectionDetector(BatchDetector):
         return None
 
 
+def token_ids(tokenizer: Any, text: str, add_special_tokens: bool = False) -> list[int]:
+    """Token ids of `text` from a transformers tokenizer or a `tokenizers.Tokenizer` (Purple's offline model)."""
+    if callable(tokenizer):
+        return list(tokenizer(text, add_special_tokens=add_special_tokens, truncation=False, verbose=False)["input_ids"])
+    return list(tokenizer.encode(text, add_special_tokens=add_special_tokens).ids)
+
+
 def special_affixes(tokenizer: Any) -> tuple[list[int], list[int]]:
     """The special tokens a tokenizer puts before and after one text ([CLS] ... [SEP] for BERT and DeBERTa)."""
     probe = "hello"
-    plain = list(tokenizer(probe, add_special_tokens=False)["input_ids"])
-    full = list(tokenizer(probe, add_special_tokens=True)["input_ids"])
+    plain = token_ids(tokenizer, probe)
+    full = token_ids(tokenizer, probe, add_special_tokens=True)
     for start in range(len(full) - len(plain) + 1):
         if full[start : start + len(plain)] == plain:
             return full[:start], full[start + len(plain) :]
@@ -419,7 +425,7 @@ class OfflineInjectionDetector(InjectionDetector):
         if not windows:
             return []
         ids = [ids for _, ids in windows]
-        vectors = self.encoder.embed(ids, batch_tokens=self.batch_size * 128)
+        vectors = self.encoder.embed(ids)
         scores = self.encoder.head_scores("injection", vectors, ids)[:, 0].tolist()
         return [(1.0 - p, p) for p in scores]
 
@@ -450,7 +456,7 @@ def default_detector() -> InjectionDetector:
     """Purple's shipped offline injection / jailbreak detector, loaded once per process and shared.
 
     Cheap to call again (the same object comes back) and safe from several threads (loading and scoring take
-    locks). Needs torch, transformers and safetensors (`purple[local]`), never the network.
+    locks). Needs onnxruntime, tokenizers, safetensors and numpy (`purple[offline]`), never torch or the network.
     """
     global _DEFAULT
     if _DEFAULT is None:

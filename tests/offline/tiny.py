@@ -41,17 +41,18 @@ def build_tiny_bert(folder: Path, hidden: int = 16, layers: int = 2, seed: int =
 
 
 def build_offline_model(folder: Path, heads: dict[str, list[str]] | None = None, seed: int = 0,
-                        thresholds: dict[str, float] | None = None, tokens: bool = True) -> Path:
+                        thresholds: dict[str, float] | None = None, tokens: bool = True, hidden: int = 16) -> Path:
     """An offline model folder (encoder + random heads) as purple.offline.build writes the shipped one.
 
     `heads`: head name -> output names (default: injection ["malicious"] and content ["unsafe", "S1".."S14"]);
-    `tokens`: give the heads bag-of-tokens weights too, as the shipped heads have."""
+    `tokens`: give the heads bag-of-tokens weights too, as the shipped heads have; `hidden`: 64 or more stores the
+    encoder's matrices as int8 (as in the shipped model), smaller ones stay float16."""
     import torch
 
     from purple.offline.build import save_model, truncated_encoder
 
     heads = heads or {"injection": ["malicious"], "content": ["unsafe", *(f"S{i}" for i in range(1, 15))]}
-    base = build_tiny_bert(folder.parent / f"{folder.name}-base", seed=seed)
+    base = build_tiny_bert(folder.parent / f"{folder.name}-base", hidden=hidden, seed=seed)
     encoder, config = truncated_encoder(base, 2)
     generator = torch.Generator().manual_seed(seed)
     built = {}
