@@ -3,8 +3,9 @@
 The shipped folder (`purple/offline/model/`) holds one `model.safetensors` with the first layers of all-MiniLM-L6-v2
 (pretrained weights, unchanged, stored as int8 with one float16 scale per row) and small linear heads on its
 mean-pooled output and the window's bag of tokens: one for prompt injection / jailbreak, one for content safety
-(unsafe + S1..S14). Both heads read the same vector, so a text is encoded once and every head scores it; `SharedEncoder` keeps a small cache of recent
-window vectors so two detectors asking about the same message (the firewall runs them side by side) pay once.
+(unsafe + S1..S14). Both heads read the same vector, so a text is encoded once and every head scores it;
+`SharedEncoder` keeps a small cache of recent window vectors so two detectors asking about the same message (the
+firewall runs them side by side) pay once.
 
 The encoder runs in onnxruntime on CPU from `encoder.onnx`, a weight-free graph whose tensors are read from
 `model.safetensors` (see purple.offline.graph); the int8 matrices run as int8. Needs onnxruntime, tokenizers,
@@ -144,8 +145,8 @@ class SharedEncoder:
         self.overlap = int(self.settings.get("overlap", 32))
         positions = int(self.config.get("max_position_embeddings", 512))
         if not 2 < self.window <= positions or not 0 <= self.overlap < self.window - 2:
-            raise OfflineModelError(f"{self.folder}: purple.json's window {self.window} / overlap {self.overlap} do not "
-                                    f"fit the encoder's {positions} positions")
+            raise OfflineModelError(f"{self.folder}: purple.json's window {self.window} / overlap {self.overlap} "
+                                    f"do not fit the encoder's {positions} positions")
         cls_id, sep_id = self.tokenizer.token_to_id("[CLS]"), self.tokenizer.token_to_id("[SEP]")
         if cls_id is None or sep_id is None:
             raise OfflineModelError(f"{self.folder}: the tokenizer has no [CLS] / [SEP] tokens")

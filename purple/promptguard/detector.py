@@ -292,7 +292,8 @@ class InjectionDetector(BatchDetector):
 def token_ids(tokenizer: Any, text: str, add_special_tokens: bool = False) -> list[int]:
     """Token ids of `text` from a transformers tokenizer or a `tokenizers.Tokenizer` (Purple's offline model)."""
     if callable(tokenizer):
-        return list(tokenizer(text, add_special_tokens=add_special_tokens, truncation=False, verbose=False)["input_ids"])
+        encoded = tokenizer(text, add_special_tokens=add_special_tokens, truncation=False, verbose=False)
+        return list(encoded["input_ids"])
     return list(tokenizer.encode(text, add_special_tokens=add_special_tokens).ids)
 
 
