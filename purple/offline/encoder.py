@@ -68,12 +68,17 @@ def read_settings(folder: Path) -> dict[str, Any]:
         raise OfflineModelError(f"cannot read {path}: {exc}") from None
 
 
+MAX_THREADS = 8
+"""A 144-token window has too little work to share among more threads than this."""
+
+
 def default_threads() -> int:
-    """The CPUs this process may use (onnxruntime's own default counts physical cores only)."""
+    """The CPUs this process may use, at most MAX_THREADS (onnxruntime's own default counts physical cores only)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        usable = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+        usable = os.cpu_count() or 1
+    return max(1, min(MAX_THREADS, usable))
 
 
 class SharedEncoder:
