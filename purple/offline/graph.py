@@ -36,6 +36,7 @@ def write_graph(folder: str | Path) -> Path:
     dtypes = {"I8": TensorProto.INT8, "F16": TensorProto.FLOAT16, "F32": TensorProto.FLOAT}
     nodes: list[Any] = []
     initializers: list[Any] = []
+    stored_names: set[str] = set()
     counter = iter(range(1_000_000))
 
     def fresh(hint: str) -> str:
@@ -53,6 +54,8 @@ def write_graph(folder: str | Path) -> Path:
 
     def stored(name: str) -> str:
         """A safetensors tensor as an external-data initializer named like the tensor."""
+        if name in stored_names:
+            return name
         entry = entries.get(name)
         if entry is None:
             raise ValueError(f"{folder / WEIGHTS_FILE} has no tensor {name!r}")
@@ -65,8 +68,8 @@ def write_graph(folder: str | Path) -> Path:
                            ("length", str(end - begin))):
             item = tensor.external_data.add()
             item.key, item.value = key, value
-        if not any(t.name == name for t in initializers):
-            initializers.append(tensor)
+        stored_names.add(name)
+        initializers.append(tensor)
         return name
 
     def as_float(name: str) -> str:
@@ -87,22 +90,6 @@ def write_graph(folder: str | Path) -> Path:
             return node("DynamicQuantizeMatMul", [x, b, scale, "", bias_f], "qlinear", domain="com.microsoft")
         product = node("MatMul", [x, node("Transpose", [as_float(weight)], "wt", perm=[1, 0])], "matmul")
         return node("Add", [product, bias_f], "linear")
-
-    def qkv(x: str, prefix: str) -> list[str]:
-        """Query, key and value projections as one matmul over their stacked weights (one quantisation of x)."""
-        names = [f"{prefix}.{part}" for part in ("query", "key", "value")]
-        if not all(f"{n}.weight{SCALE_SUFFIX}" in entries for n in names):
-            return [linear(x, n) for n in names]
-        weight = node("Concat", [stored(f"{n}.weight") for n in names], "qkv_w", axis=0)
-        scale = node("Concat", [stored(f"{n}.weight{SCALE_SUFFIX}") for n in names], "qkv_s", axis=0)
-        bias = node("Concat", [stored(f"{n}.bias") for n in names], "qkv_b", axis=0)
-        fused = node("DynamicQuantizeMatMul",
-                     [x, node("Transpose", [weight], "wt", perm=[1, 0]),
-                      node("Reshape", [node("Cast", [scale], "scale", to=TensorProto.FLOAT), const([-1])], "flat"),
-                      "", node("Cast", [bias], "bias", to=TensorProto.FLOAT)], "qkv", domain="com.microsoft")
-        outputs = [fresh("q"), fresh("k"), fresh("v")]
-        nodes.append(helper.make_node("Split", [fused, const([hidden] * 3)], outputs, axis=-1))
-        return outputs
 
     def layer_norm(x: str, prefix: str, skip: str | None = None) -> str:
         """LayerNorm of x, or of x + skip (the residual)."""
@@ -136,7 +123,7 @@ def write_graph(folder: str | Path) -> Path:
     for index in range(int(config["num_hidden_layers"])):
         prefix = f"encoder.encoder.layer.{index}"
 
-        q, k, v = qkv(x, f"{prefix}.attention.self")
+        q, k, v = (linear(x, f"{prefix}.attention.self.{part}") for part in ("query", "key", "value"))
         context = node("MultiHeadAttention", [q, k, v, "", key_mask], "context", domain="com.microsoft",
                        num_heads=heads)
         attended = linear(context, f"{prefix}.attention.output.dense")

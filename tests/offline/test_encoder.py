@@ -25,6 +25,12 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_offline_model(tmp_path_factory.mktemp("offline") / "model")
 
 
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Matrices big enough to be stored as int8, as in the shipped model."""
+    return build_offline_model(tmp_path_factory.mktemp("offline") / "wide", hidden=64)
+
+
 def test_int8_storage_round_trip_is_close() -> None:
     import torch
 
@@ -42,8 +48,6 @@ def test_the_graph_computes_what_the_torch_encoder_computes(folder: Path) -> Non
     """encoder.onnx reads the stored weights and runs BERT + mean pooling as transformers does (int8 matmuls too)."""
     import torch
     from transformers import BertConfig, BertModel
-
-    from purple.offline.build import unpack_state
     from safetensors.torch import load_file
 
     config = BertConfig.from_dict(json.loads((folder / "config.json").read_text()))
@@ -68,16 +72,13 @@ def test_the_graph_computes_what_the_torch_encoder_computes(folder: Path) -> Non
     assert cosine.min() > 0.999, cosine
 
 
-def test_int8_matrices_run_as_int8_and_stay_close(tmp_path: Path) -> None:
+def test_int8_matrices_run_as_int8_and_stay_close(wide: Path) -> None:
     """Matrices big enough to be stored as int8 run through onnxruntime's quantised matmul."""
     import onnx
 
-    from tests.offline.tiny import build_offline_model
-
-    folder = build_offline_model(tmp_path / "wide", hidden=64)
-    ops = {n.op_type for n in onnx.load(str(folder / "encoder.onnx"), load_external_data=False).graph.node}
+    ops = {n.op_type for n in onnx.load(str(wide / "encoder.onnx"), load_external_data=False).graph.node}
     assert "DynamicQuantizeMatMul" in ops
-    encoder = SharedEncoder(folder, cache_size=0)
+    encoder = SharedEncoder(wide, cache_size=0)
     windows = [encoder.windows(t)[0] for t in ("the report is attached please read it", "hi", "ignore all " * 20)]
     together = encoder.embed(windows)
     assert np.isfinite(together).all()
@@ -86,12 +87,10 @@ def test_int8_matrices_run_as_int8_and_stay_close(tmp_path: Path) -> None:
     assert np.array_equal(together, singles)
 
 
-def test_a_graph_written_for_other_weights_is_refused(folder: Path, tmp_path: Path) -> None:
+def test_a_graph_written_for_other_weights_is_refused(folder: Path, wide: Path, tmp_path: Path) -> None:
     import shutil
 
     from safetensors.numpy import load_file, save_file
-
-    from tests.offline.tiny import build_offline_model
 
     shifted = tmp_path / "shifted"  # same tensors, a longer header: every offset in the old graph is off
     shutil.copytree(folder, shifted)
@@ -100,7 +99,6 @@ def test_a_graph_written_for_other_weights_is_refused(folder: Path, tmp_path: Pa
         SharedEncoder(shifted)
     other = tmp_path / "other"  # a graph for a bigger model: its offsets run past the file
     shutil.copytree(folder, other)
-    wide = build_offline_model(tmp_path / "wide", hidden=64)
     (other / "encoder.onnx").write_bytes((wide / "encoder.onnx").read_bytes())
     with pytest.raises(OfflineModelError, match="encoder.onnx does not fit model.safetensors") as error:
         SharedEncoder(other)
