@@ -23,7 +23,8 @@ request is safe). The sources and how their labels are read:
   hazards (information integrity, bias, harassment) are left out.
 - cyberseceval/interpreter: requests to abuse a code interpreter -> unsafe S14, grouped by attack type.
 - cyberseceval/mitre_frr: benign security-engineering requests -> safe hard negatives (security education).
-- benign_prompts_large: safe; safe_sensitive_prompts: safe hard negatives (medicine, history, crime, finance).
+- benign_prompts_large: safe; safe_sensitive_prompts: safe hard negatives (medicine, history, crime, finance);
+  benign_documents: the non-English tldr pages and Wikipedia paragraphs, safe (so language alone is no signal).
 
 Texts are deduplicated by normalised text: the first copy in reading order (harmful prompts first) keeps its group,
 with the codes of every unsafe copy; when copies disagree on safe vs unsafe, every copy is dropped. Held-out examples
@@ -116,6 +117,7 @@ TRAIN_CAPS: dict[str, int] = {
     "benign_prompts_large/gpteacher/codegen": 600,
     "benign_prompts_large/gpteacher/roleplay": 1000,
     "benign_prompts_large/gpteacher/toolformer": 500,
+    "benign_documents/multilingual": 3000,
 }
 """At most this many training examples from each named training group (a random sample); others take everything."""
 
@@ -323,6 +325,15 @@ def _safe_sensitive(data: Path) -> Iterator[ContentExample]:
                              hard_negative=True)
 
 
+def _multilingual_documents(data: Path) -> Iterator[ContentExample]:
+    """Safe non-English text that is not a question: command documentation (tldr) and Wikipedia paragraphs (XQuAD)
+    in eleven languages, so that the head does not learn "not English" from MultiJail's unsafe prompts."""
+    for row in _gz_rows(data / "benign_documents" / "documents.jsonl.gz"):
+        lang = row.get("lang") or "en"
+        if lang != "en" and str(row["source"]).split("/")[0] in ("tldr", "xquad"):
+            yield ContentExample(row["text"], False, (), "benign_documents/multilingual", lang=lang)
+
+
 # -------------------------------------------------------------------------------------------------- corpus
 def load_corpus(data: Path | str) -> list[ContentExample]:
     """Every example, deduplicated, with its group; held-out near-duplicates of training texts removed.
@@ -332,7 +343,7 @@ def load_corpus(data: Path | str) -> list[ContentExample]:
     if not (data / "harmful_prompts_categorized").is_dir():
         raise FileNotFoundError(f"{data} does not look like shared/datasets (no harmful_prompts_categorized/)")
     readers = (_harmful, _cyberseceval, _simple_safety_tests, _strongreject, _hatecheck, _toxigen, _davidson,
-               _pyrit_responses, _safe_sensitive, _benign)
+               _pyrit_responses, _safe_sensitive, _benign, _multilingual_documents)
     copies: dict[str, list[ContentExample]] = {}
     for reader in readers:
         for example in reader(data):

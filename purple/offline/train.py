@@ -276,7 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--c-content", type=float, default=0.3, help="inverse L2 strength of the content head")
     parser.add_argument("--no-tokens", dest="tokens", action="store_false",
                         help="heads on the vector only (default: also on the window's bag of tokens)")
-    parser.add_argument("--val-fpr", type=float, default=0.005, help="injection: validation false-positive target")
+    parser.add_argument("--val-fpr", type=float, default=0.01,
+                        help="injection: validation false-positive target (the validation slice holds harmful and "
+                             "security requests, the hardest negatives)")
     parser.add_argument("--val-fpr-content", type=float, default=0.02, help="content: validation false-positive target")
     parser.add_argument("--cache", type=Path, default=Path(".cache/offline-train"), help="encoded windows cache")
     parser.add_argument("--seed", type=int, default=13)
@@ -298,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
 
     encoder_model, config = truncated_encoder(base, args.layers)
     settings = {
-        "name": f"purple-minilm-l{args.layers}-heads-v3",
+        "name": f"purple-minilm-l{args.layers}-heads-v4",
         "window": args.window,
         "overlap": args.overlap,
         "normalize": True,

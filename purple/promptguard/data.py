@@ -16,7 +16,9 @@ classes, so the test figures measure generalisation to sources the model never s
   MT-bench / Vicuna chat requests, CyberSecEval's benign cyber requests (MITRE FRR, English and translated; hard
   negatives), spikee false-positive emails and investment questions (hard negatives).
 
-Everything else is for training; `split()` also takes a random validation slice of the training groups (for the
+Everything else is for training, including texts that are about attacks or harm without being injections
+(`_not_injections`: harmful requests, cyber-attack questions, insecure-code and interpreter-abuse requests,
+security quizzes), benign for this detector. `split()` also takes a random validation slice of the training groups (for the
 threshold and early checks). Items that the dataset READMEs call synthetic and keep out of evaluation
 (`derived-obfuscation`) only ever go to training, except those built on a held-out carrier, which are dropped.
 """
@@ -97,6 +99,10 @@ TRAIN_CAPS: dict[str, int] = {
     "benign_documents/gpteacher": 300,
     "bipia/contexts": 400,
     "injection_extra/spikee-seeds-composed/direct": 800,
+    "harmful_prompts_categorized/harmful": 1000,
+    "harmful_prompts_categorized/cysecbench": 1000,
+    "cyberseceval/instruct": 1000,
+    "cyberseceval/crwd_meta": 1000,
 }
 
 
@@ -240,6 +246,30 @@ def _cyberseceval(data: Path) -> Iterator[Example]:
                           lang=str(row.get("speaking_language", "en")))
 
 
+def _not_injections(data: Path) -> Iterator[Example]:
+    """Benign for this detector: texts that are about attacks or ask for harm but do not try to override anyone's
+    instructions (harmful requests in many languages, cyber-attack questions, insecure-code requests,
+    code-interpreter abuse requests, malware-analysis and threat-intelligence quiz questions). They teach the head
+    that a topic is not an injection: harmful content is the content head's job."""
+    folder = data / "harmful_prompts_categorized"
+    for row in _gz_rows(folder / "harmful_prompts.jsonl.gz"):
+        yield Example(row["text"], BENIGN, "harmful_prompts_categorized/harmful", "harmful_request",
+                      lang=row.get("lang") or "en")
+    for row in _gz_rows(folder / "cysecbench.jsonl.gz"):
+        yield Example(row["text"], BENIGN, "harmful_prompts_categorized/cysecbench", "cyber_request")
+    cyber = data / "cyberseceval"
+    for row in json.loads((cyber / "instruct" / "instruct.json").read_text(encoding="utf-8")):
+        yield Example(row["test_case_prompt"], BENIGN, "cyberseceval/instruct", "code_request")
+    for row in json.loads((cyber / "interpreter" / "interpreter.json").read_text(encoding="utf-8")):
+        yield Example(row["mutated_prompt"], BENIGN, "cyberseceval/interpreter", "interpreter_abuse_request")
+    quizzes = (("malware_analysis/questions.json", "question"), ("threat_intel_reasoning/report_questions.json",
+                                                                  "question_text"))
+    for name, field_name in quizzes:
+        for row in json.loads((cyber / "crwd_meta" / name).read_text(encoding="utf-8")):
+            text = "\n".join([row[field_name], *row.get("options", [])])
+            yield Example(text, BENIGN, "cyberseceval/crwd_meta", "security_quiz")
+
+
 def _requests_for_templates(data: Path) -> list[str]:
     """What fills PyRIT's `{{ prompt }}`: half forbidden requests (StrongREJECT), half ordinary tasks."""
     forbidden: list[str] = []
@@ -275,6 +305,7 @@ def load_corpus(data: Path | str, seed: int = 13) -> list[Example]:
         _pyrit(data, _requests_for_templates(data), rng),
         _bipia(data, rng),
         _cyberseceval(data),
+        _not_injections(data),
     ]
     seen: set[str] = set()
     examples: list[Example] = []

@@ -151,4 +151,14 @@ def build_datasets(root: Path, gsm8k_rows: int = 6) -> Path:
         {"text": t, "label": "benign", "category": "question", "source": s, "lang": "en", "hard_negative": True}
         for t, s in sensitive
     ])
+    _jsonl_gz(root / "benign_documents" / "documents.jsonl.gz", [
+        {"text": "tar: Archivierungswerkzeug. Ein Archiv erstellen: tar cf ziel.tar datei1 datei2", "label": "benign",
+         "category": "command_doc", "source": "tldr/de", "lang": "de"},
+        {"text": "El río Rin nace en los Alpes suizos y desemboca en el mar del Norte.", "label": "benign",
+         "category": "encyclopedia", "source": "xquad/es", "lang": "es"},
+        {"text": "tar: archiving utility. Create an archive: tar cf target.tar file1 file2", "label": "benign",
+         "category": "command_doc", "source": "tldr/common", "lang": "en"},
+        {"text": "Ein Fragebogen zur Medikamenteneinnahme.", "label": "benign", "category": "health",
+         "source": "medquad/x", "lang": "de"},
+    ])
     return root

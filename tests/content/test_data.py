@@ -62,6 +62,9 @@ def test_every_source_is_read_with_its_labels(corpus: list[ContentExample]) -> N
     assert all(e.weight == CYSECBENCH_WEIGHT and e.categories == ("S2",)
                for e in corpus if e.group == "harmful_prompts_categorized/cysecbench")
     assert not found["Wie viele Äpfel hat Anna?"].unsafe and found["Wie viele Äpfel hat Anna?"].lang == "de"
+    documents = {e.text: e for e in corpus if e.group == "benign_documents/multilingual"}
+    assert {e.lang for e in documents.values()} == {"de", "es"}  # non-English tldr and Wikipedia text only
+    assert not any(e.unsafe or e.categories for e in documents.values())
 
 
 def test_weak_labels_are_kept_at_low_weight(corpus: list[ContentExample]) -> None:

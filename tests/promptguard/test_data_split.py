@@ -45,6 +45,17 @@ def test_both_classes_are_held_out_and_trained(parts) -> None:
     assert {"injection_extra/agentdojo", "cyberseceval/prompt_injection", "pyrit/templates-other"} <= test_pos
 
 
+def test_harmful_and_security_texts_that_are_not_injections_train_as_benign(parts) -> None:
+    groups = ("harmful_prompts_categorized/harmful", "harmful_prompts_categorized/cysecbench",
+              "cyberseceval/instruct", "cyberseceval/interpreter", "cyberseceval/crwd_meta")
+    found = [e for e in parts.train if e.group in groups]
+    assert {e.group for e in found} == set(groups)
+    assert all(e.label == 0 for e in found)
+    assert {e.lang for e in found if e.group == "harmful_prompts_categorized/harmful"} > {"en", "fr", "zh"}
+    quiz = next(e for e in found if e.group == "cyberseceval/crwd_meta")
+    assert "\nA." in quiz.text  # the question with its options
+
+
 def test_no_text_is_in_both_training_and_test(parts) -> None:
     import re
 
