@@ -18,8 +18,8 @@ classes, so the test figures measure generalisation to sources the model never s
 
 Everything else is for training, including texts that are about attacks or harm without being injections
 (`_not_injections`: harmful requests, cyber-attack questions, insecure-code and interpreter-abuse requests,
-security quizzes), benign for this detector. `split()` also takes a random validation slice of the training groups (for the
-threshold and early checks). Items that the dataset READMEs call synthetic and keep out of evaluation
+security quizzes), benign for this detector. `split()` also takes a random validation slice of the training groups
+(for the threshold and early checks). Items that the dataset READMEs call synthetic and keep out of evaluation
 (`derived-obfuscation`) only ever go to training, except those built on a held-out carrier, which are dropped.
 """
 
