@@ -278,8 +278,8 @@ _DEFAULT_LOCK = threading.Lock()
 def default_content_detector() -> ContentClassifier:
     """The shipped offline content classifier (all hazards, the model's thresholds), loaded once per process.
 
-    Needs onnxruntime, tokenizers, safetensors and numpy (`purple[offline]`), never torch or the network; OfflineModelError when the
-    shipped model is missing or has no content head."""
+    Needs onnxruntime, tokenizers, safetensors and numpy (`purple[offline]`), never torch or the network;
+    OfflineModelError when the shipped model is missing or has no content head."""
     global _DEFAULT
     if _DEFAULT is None:
         with _DEFAULT_LOCK:

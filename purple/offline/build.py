@@ -15,6 +15,7 @@ from typing import Any
 from purple.offline.encoder import SCALE_SUFFIX
 from purple.offline.graph import write_graph
 
+
 def quantize_rows(tensor: Any) -> tuple[Any, Any]:
     """(int8 tensor, float16 per-row scale) of a 2-D float tensor: symmetric, one scale per row."""
     import torch
