@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from purple.windows import window_starts
+
 MODEL_DIR = Path(__file__).resolve().parent / "model"
 SCALE_SUFFIX = ".__scale"
 """A tensor stored as int8 has a float16 per-row scale under its name plus this suffix."""
@@ -79,6 +81,13 @@ def default_threads() -> int:
     except AttributeError:  # pragma: no cover - not Linux
         usable = os.cpu_count() or 1
     return max(1, min(MAX_THREADS, usable))
+
+
+def token_bag(window: Sequence[int]) -> tuple[list[int], float]:
+    """A window's bag of tokens as the heads read it (in training and at inference): its distinct body tokens
+    (without [CLS] / [SEP]), sorted, and the value each takes, 1/sqrt(how many there are)."""
+    distinct = sorted(set(window[1:-1]))
+    return distinct, (1.0 / len(distinct) ** 0.5 if distinct else 0.0)
 
 
 class SharedEncoder:
@@ -177,11 +186,7 @@ class SharedEncoder:
         """[CLS] + body + [SEP] windows of `window` tokens overlapping by `overlap`; at least one (maybe empty body)."""
         ids = self.token_ids(text)
         body = self.window - 2
-        step = body - self.overlap
-        starts = [0] if len(ids) <= body else list(range(0, len(ids) - self.overlap, step))
-        if len(ids) > body and starts[-1] + body < len(ids):
-            starts.append(len(ids) - body)
-        return [[self.cls_id, *ids[s : s + body], self.sep_id] for s in starts]
+        return [[self.cls_id, *ids[s : s + body], self.sep_id] for s in window_starts(len(ids), body, self.overlap)]
 
     # ------------------------------------------------------------------------------------------- vectors
     def embed(self, windows: Sequence[Sequence[int]]) -> Any:
@@ -217,8 +222,7 @@ class SharedEncoder:
         """Sigmoid scores (rows, outputs) of a named head on `embed` vectors of `windows`.
 
         A head is linear in the unit-normalised vector and, when it has token weights, in the window's bag of
-        tokens (each distinct token of the window body counts 1/sqrt(distinct tokens)); such a head needs the
-        windows themselves."""
+        tokens (`token_bag`); such a head needs the windows themselves."""
         import numpy as np
 
         if head not in self.heads:
@@ -231,9 +235,9 @@ class SharedEncoder:
             if windows is None or len(windows) != len(vectors):
                 raise ValueError(f"the {head!r} head reads the windows' tokens: pass one window per vector")
             for row, window in enumerate(windows):
-                distinct = sorted(set(window[1:-1]))
+                distinct, value = token_bag(window)
                 if distinct:
-                    logits[row] += tokens[:, distinct].sum(axis=1) / len(distinct) ** 0.5
+                    logits[row] += tokens[:, distinct].sum(axis=1) * value
         return 1.0 / (1.0 + np.exp(-logits))
 
     def head_outputs(self, head: str) -> list[str]:

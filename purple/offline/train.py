@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from purple.offline.build import save_model, truncated_encoder
-from purple.offline.encoder import SharedEncoder
+from purple.offline.encoder import SharedEncoder, token_bag
 from purple.offline.metrics import roc_auc, threshold_for_fpr
 from purple.promptguard.normalize import normalize
 
@@ -106,18 +106,18 @@ def encode_cached(encoder: SharedEncoder, windows: list[list[int]], cache: Path 
 
 
 def bag_of_tokens(windows: Sequence[Sequence[int]], vocabulary: int) -> Any:
-    """Sparse (windows, vocabulary): each distinct token of a window body at 1/sqrt(distinct tokens), as
-    `SharedEncoder.head_scores` computes it."""
+    """Sparse (windows, vocabulary): each window's `token_bag`, the token feature `SharedEncoder.head_scores`
+    reads."""
     from scipy import sparse
 
     rows: list[int] = []
     cols: list[int] = []
     values: list[float] = []
     for row, window in enumerate(windows):
-        distinct = sorted(set(window[1:-1]))
+        distinct, value = token_bag(window)
         rows.extend([row] * len(distinct))
         cols.extend(distinct)
-        values.extend([1.0 / len(distinct) ** 0.5] * len(distinct))
+        values.extend([value] * len(distinct))
     return sparse.csr_matrix((np.asarray(values, dtype=np.float32), (rows, cols)), shape=(len(windows), vocabulary))
 
 

@@ -16,7 +16,6 @@ injection hidden at the end of a long document counts as much as one at the star
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from typing import Any, Literal
 
 from purple.promptguard.normalize import analyze, readable_text
 from purple.types import BatchDetector, Conversation, Decision, Verdict
+from purple.windows import window_starts
 
 TextRole = Literal["user", "tool"]
 THIRD_PARTY_ROLES = frozenset({"tool", "memory"})
@@ -207,11 +207,7 @@ class InjectionDetector(BatchDetector):
 
     def _windows(self, ids: list[int]) -> list[list[int]]:
         body = self.window - self._specials
-        step = body - self.overlap
-        starts = [0] if len(ids) <= body else list(range(0, len(ids) - self.overlap, step))
-        if len(ids) > body and starts[-1] + body < len(ids):
-            starts.append(len(ids) - body)
-        return [self._prefix + ids[s : s + body] + self._suffix for s in starts]
+        return [self._prefix + ids[s : s + body] + self._suffix for s in window_starts(len(ids), body, self.overlap)]
 
     def _run(self, windows: list[tuple[int, list[int]]]) -> list[tuple[float, ...]]:
         import torch
@@ -410,7 +406,8 @@ class OfflineInjectionDetector(InjectionDetector):
     """Purple's shipped injection head on the shared offline encoder (purple.offline), as an InjectionDetector.
 
     Windows, normalisation, thresholds and verdicts are InjectionDetector's; scoring a window is the encoder's
-    mean-pooled vector through the `injection` head (a sigmoid, reported as benign / malicious probabilities)."""
+    mean-pooled vector through the `injection` head (a sigmoid, reported as benign / malicious probabilities). The
+    encoder takes one window at a time (see `SharedEncoder.embed`), so `batch_size` changes nothing here."""
 
     def __init__(self, encoder: Any, **options: Any) -> None:
         self.encoder = encoder
@@ -418,7 +415,7 @@ class OfflineInjectionDetector(InjectionDetector):
         if head is None:
             raise PromptGuardError(f"{encoder.folder} has no injection head")
         defaults = {"threshold": head.get("threshold", 0.5), "window": encoder.window, "overlap": encoder.overlap,
-                    "batch_size": 64, "name": "purple_injection", "model_name": encoder.settings.get("name", "")}
+                    "name": "purple_injection", "model_name": encoder.settings.get("name", "")}
         defaults.update(options)
         super().__init__(None, encoder.tokenizer, PG2_SCHEME, **defaults)
 
