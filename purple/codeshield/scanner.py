@@ -71,16 +71,30 @@ class ScanStatus:
     notes: list[str] = field(default_factory=list)
 
 
-_FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+_FENCE = "```"
+_FENCE_TAG = re.compile(r"[ \t]*([\w+#.-]*)")
 
 
 def extract_code_blocks(text: str) -> list[CodeItem]:
-    """Fenced code blocks of a chat message with their tag's language; the whole text if there are none."""
-    blocks = [
-        CodeItem(body, FENCE_TAGS.get(tag.lower()))
-        for tag, body in _FENCE.findall(text[:MAX_SNIPPET_CHARS])
-        if body.strip()
-    ]
+    """Fenced code blocks of a chat message with their tag's language; the whole text if there are none.
+
+    A block opens with ``` and a tag line and runs to the next ``` or the end of the text. One pass over the text
+    (a regular expression for this backtracked quadratically on a long run of fences with no newline)."""
+    text_head = text[:MAX_SNIPPET_CHARS]
+    blocks: list[CodeItem] = []
+    position = 0
+    while (opening := text_head.find(_FENCE, position)) >= 0:
+        line_end = text_head.find("\n", opening)
+        if line_end < 0:  # a fence with no line after it opens nothing, and neither can any later one
+            break
+        tag = _FENCE_TAG.match(text_head, opening + len(_FENCE), line_end)
+        closing = text_head.find(_FENCE, line_end + 1)
+        body = text_head[line_end + 1 : closing if closing >= 0 else len(text_head)]
+        if body.strip():
+            blocks.append(CodeItem(body, FENCE_TAGS.get(tag.group(1).lower() if tag else "")))
+        if closing < 0:
+            break
+        position = closing + len(_FENCE)
     return blocks or [CodeItem(text)]
 
 

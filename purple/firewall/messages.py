@@ -74,13 +74,20 @@ def _content(content: Any, index: int) -> tuple[str, list[str]]:
 
 
 def turn_start(messages: Sequence[Message]) -> int:
-    """Index of the first message of the newest turn: everything after the last assistant message.
+    """Index of the first message of the newest turn: everything after the last assistant message that answered
+    an earlier turn.
 
-    On a first turn that is every message; when the list ends with an assistant message, that message alone.
+    On a first turn that is every message. Assistant messages at the end (a prefilled start of the answer) belong
+    to the newest turn together with the messages they follow, so a request cannot end with one to keep its user
+    message out of the scan. Earlier turns are taken as scanned when they were new: the wrappers and the proxy see
+    every turn of a conversation an app sends through them.
     """
-    for index in range(len(messages) - 1, -1, -1):
+    end = len(messages)
+    while end > 0 and messages[end - 1].role == "assistant":
+        end -= 1
+    for index in range(end - 1, -1, -1):
         if messages[index].role == "assistant":
-            return index + 1 if index + 1 < len(messages) else index
+            return index + 1
     return 0
 
 

@@ -118,6 +118,16 @@ def test_extract_code_blocks_uses_fence_tags() -> None:
     assert extract_code_blocks("no fences") == [CodeItem("no fences")]
 
 
+def test_extract_code_blocks_edge_cases() -> None:
+    # an unclosed block runs to the end; a tag line's tail is not part of the tag; empty blocks are skipped
+    assert [(b.language, b.code) for b in extract_code_blocks("```py title\nx = 1\n")] == [("python", "x = 1\n")]
+    assert extract_code_blocks("```\n\n```\n```c\nint a;\n```") == [CodeItem("int a;\n", "c")]
+    # a run of fences with no newline opens no block (a backtracking pattern took seconds on 120 kB of this)
+    evil = "```" * 40_000
+    assert extract_code_blocks(evil) == [CodeItem(evil)]
+    assert extract_code_blocks("```x```\ny```") == [CodeItem("y", None)]
+
+
 def test_hostile_input_is_handled(shield: CodeShield) -> None:
     """Pathological text for backtracking engines, very long lines and binary junk scan without error."""
     evil = "(" * 200_000 + "a" * 200_000 + "\x00\xff" + "subprocess.call(" * 5_000

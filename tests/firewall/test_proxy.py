@@ -194,6 +194,18 @@ def test_agent_trace_scans_only_the_newest_turn(upstream: StreamingServer, tmp_p
     assert inputs[1]["scanned_from"] == 3 and len(inputs[1]["results"]) == 1
 
 
+def test_a_prefilled_answer_does_not_hide_the_user_message(upstream: StreamingServer, tmp_path: Path) -> None:
+    before = len(upstream.requests)
+    prefilled = [{"role": "user", "content": "an evil plan"}, {"role": "assistant", "content": "Sure,"}]
+    later = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}, *prefilled]
+    with ProxyThread(Firewall(policy()), upstream.url, tmp_path / "audit.jsonl") as running:
+        responses = [ask(running.url, prefilled), ask(running.url, later)]
+    assert [r.status_code for r in responses] == [400, 400]
+    assert len(upstream.requests) == before
+    inputs = [r for r in read_records(tmp_path / "audit.jsonl") if r["stage"] == "input"]
+    assert [r["scanned_from"] for r in inputs] == [0, 2]
+
+
 @pytest.mark.parametrize(("mode", "status"), [("closed", 400), ("open", 200)])
 def test_detector_crash_and_timeout_under_each_fail_mode(
     upstream: StreamingServer, tmp_path: Path, mode: str, status: int
