@@ -73,6 +73,28 @@ def _content(content: Any, index: int) -> tuple[str, list[str]]:
     return "\n".join(texts), images
 
 
+REASONING_KEYS = ("reasoning_content", "reasoning")
+"""Fields in which OpenAI-compatible servers (vLLM, OpenRouter, ...) return a model's reasoning beside its answer."""
+
+
+def output_text(fields: Mapping[str, Any]) -> str:
+    """Everything of an assistant message (or a streamed delta) that reaches the client as text, for the detectors:
+    content, refusal and reasoning, joined by newlines. Content or refusal that is not text raises ValueError;
+    reasoning in another shape (an object) is read as its JSON."""
+    texts: list[str] = []
+    for key in ("content", "refusal", *REASONING_KEYS):
+        value = fields.get(key)
+        if value is None or value == "":
+            continue
+        if isinstance(value, str):
+            texts.append(value)
+        elif key in REASONING_KEYS:
+            texts.append(json.dumps(value, ensure_ascii=False))
+        else:
+            raise ValueError(f"the answer's {key} is not text")
+    return "\n".join(texts)
+
+
 def turn_start(messages: Sequence[Message]) -> int:
     """Index of the first message of the newest turn: everything after the last assistant message that answered
     an earlier turn.

@@ -35,7 +35,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from purple.firewall.audit import AuditLog
-from purple.firewall.messages import chunk_dict, from_openai, turn_start
+from purple.firewall.messages import chunk_dict, from_openai, output_text, turn_start
 from purple.firewall.pipeline import Firewall, FirewallResult, TraceResult
 from purple.firewall.streaming import StreamCheck
 from purple.types import Message
@@ -494,9 +494,7 @@ def _forwarded(headers: Mapping[str, str]) -> dict[str, str]:
 
 def _choice_message(choice: Any) -> Message:
     message = choice["message"]
-    content = message.get("content") or message.get("refusal") or ""
-    if not isinstance(content, str):
-        raise TypeError("message content is not text")
+    content = output_text(message)
     calls = message.get("tool_calls") or []
     if message.get("function_call"):
         calls = [*calls, {"type": "function", "function": message["function_call"]}]

@@ -9,8 +9,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from purple.firewall.messages import REASONING_KEYS, output_text
 from purple.firewall.pipeline import Firewall, FirewallResult
 from purple.types import Decision, Message
+
+LEGACY_CALL = -1
+"""Where a streamed `function_call` (the API's older single-call form) collects, apart from indexed tool calls."""
 
 
 @dataclass
@@ -37,7 +41,8 @@ class StreamCheck:
         self._unchecked = 0
 
     def feed(self, chunk: Mapping[str, Any]) -> None:
-        """Add one chunk's deltas (content and tool-call fragments, per choice)."""
+        """Add one chunk's deltas (content, refusal, reasoning and call fragments, per choice). Content that is not
+        text raises ValueError: the stream cannot be checked."""
         for choice in chunk.get("choices") or ():
             if not isinstance(choice, Mapping):
                 continue
@@ -46,14 +51,14 @@ class StreamCheck:
                 continue
             index = choice.get("index") if isinstance(choice.get("index"), int) else 0
             state = self._choices.setdefault(index, _Choice())
-            for key in ("content", "refusal"):
-                piece = delta.get(key)
-                if isinstance(piece, str) and piece:
-                    state.text.append(piece)
-                    self._unchecked += len(piece)
-            for call in delta.get("tool_calls") or ():
-                if not isinstance(call, Mapping):
-                    continue
+            piece = output_text(delta)  # content, refusal, reasoning; ValueError when content is not text
+            if piece:
+                state.text.append(piece)
+                self._unchecked += len(piece)
+            calls = [c for c in delta.get("tool_calls") or () if isinstance(c, Mapping)]
+            if isinstance(delta.get("function_call"), Mapping):  # the legacy single call, kept apart from tool calls
+                calls.append({"index": LEGACY_CALL, "function": delta["function_call"]})
+            for call in calls:
                 slot = state.calls.setdefault(
                     call.get("index") if isinstance(call.get("index"), int) else 0,
                     {"name": "", "arguments": ""},
@@ -103,8 +108,8 @@ class StreamCheck:
 def _carries_output(chunk: Mapping[str, Any]) -> bool:
     for choice in chunk.get("choices") or ():
         delta = choice.get("delta") if isinstance(choice, Mapping) else None
-        if isinstance(delta, Mapping) and (
-            delta.get("content") or delta.get("refusal") or delta.get("tool_calls")
+        if isinstance(delta, Mapping) and any(
+            delta.get(key) for key in ("content", "refusal", *REASONING_KEYS, "tool_calls", "function_call")
         ):
             return True
     return False

@@ -15,7 +15,14 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from purple.firewall.messages import chunk_dict, completion_dict, from_openai, turn_start
+from purple.firewall.messages import (
+    REASONING_KEYS,
+    chunk_dict,
+    completion_dict,
+    from_openai,
+    output_text,
+    turn_start,
+)
 from purple.firewall.pipeline import Firewall, FirewallResult, TraceResult
 from purple.firewall.policy import Policy
 from purple.firewall.streaming import StreamCheck
@@ -109,8 +116,11 @@ class _Guard:
         """`response` with the blocked choices' messages replaced by the refusal."""
         choices = list(response.choices)
         for index in blocked:
-            message = choices[index].message.model_copy(
-                update={"content": self.firewall.policy.refusal, "tool_calls": None, "function_call": None}
+            message = choices[index].message
+            reasoning = {key: None for key in REASONING_KEYS if getattr(message, key, None) is not None}
+            message = message.model_copy(
+                update={"content": self.firewall.policy.refusal, "tool_calls": None, "function_call": None,
+                        **reasoning}
             )
             choices[index] = choices[index].model_copy(
                 update={"message": message, "finish_reason": "content_filter"}
@@ -121,7 +131,10 @@ class _Guard:
 def _output_message(choice: Any) -> Message:
     message = choice.message
     calls = tuple(c.model_dump(exclude_none=True) for c in (message.tool_calls or ()))
-    return Message("assistant", message.content or getattr(message, "refusal", None) or "", tool_calls=calls)
+    legacy = getattr(message, "function_call", None)
+    if legacy is not None:
+        calls = (*calls, {"type": "function", "function": legacy.model_dump(exclude_none=True)})
+    return Message("assistant", output_text(message.model_dump()), tool_calls=calls)
 
 
 def _request_messages(kwargs: Mapping[str, Any]) -> list[Message]:

@@ -381,3 +381,77 @@ def test_an_upstream_that_does_not_speak_the_protocol(tmp_path: Path) -> None:
         "upstream_error",
         "input",
     ]
+
+
+def _canned_upstream(message: dict[str, Any]) -> ThreadingHTTPServer:
+    """An upstream whose answer is `message` (as a whole message, or streamed as one delta)."""
+
+    class Canned(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server naming
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            if body.get("stream"):
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                         "choices": [{"index": 0, "delta": message, "finish_reason": None}]}
+                self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\ndata: [DONE]\n\n")
+            else:
+                answer = {"id": "c", "object": "chat.completion", "created": 0, "model": "m",
+                          "choices": [{"index": 0, "message": {"role": "assistant", **message},
+                                       "finish_reason": "stop"}]}
+                data = json.dumps(answer).encode()
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Canned)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"content": None, "function_call": {"name": "run", "arguments": '{"cmd": "evil"}'}},
+        {"content": "fine", "reasoning_content": "an evil thought"},
+        {"content": "fine", "reasoning": {"steps": ["an evil thought"]}},
+        {"content": "fine", "refusal": "an evil refusal"},
+    ],
+    ids=["function_call", "reasoning_content", "reasoning_object", "refusal_beside_content"],
+)
+def test_every_part_of_the_answer_is_scanned_whole_and_streamed(message: dict[str, Any], tmp_path: Path) -> None:
+    server = _canned_upstream(message)
+    scanned = policy(roles={"user": ["evil"], "assistant": ["evil"]})
+    try:
+        with ProxyThread(Firewall(scanned), f"http://127.0.0.1:{server.server_address[1]}/v1",
+                         tmp_path / "audit.jsonl") as running:
+            whole = ask(running.url, "hello")
+            with httpx.stream("POST", f"{running.url}/chat/completions", headers=AUTH, timeout=60,
+                              json={"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+                              ) as response:
+                streamed = response.read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert whole.status_code == 400 and whole.json()["error"]["code"] == "content_filter"
+    events = [json.loads(line[6:]) for line in streamed.splitlines() if line.startswith("data: {")]
+    assert not any("choices" in e for e in events)  # nothing of the answer went out
+    assert events[-1]["error"]["code"] == "content_filter"
+
+
+def test_streamed_content_that_is_not_text_is_not_passed_on(tmp_path: Path) -> None:
+    server = _canned_upstream({"content": [{"type": "text", "text": "an evil plan"}]})
+    try:
+        with ProxyThread(Firewall(policy()), f"http://127.0.0.1:{server.server_address[1]}/v1",
+                         tmp_path / "audit.jsonl") as running:
+            events = stream_events(running.url, "hello")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(events) == 1 and events[0]["error"]["code"] == "bad_upstream"
+    assert "content is not text" in events[0]["error"]["message"]
