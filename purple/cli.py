@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 policy failure (a --fail-on threshold was met), 2 usage or i
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,12 +19,22 @@ from purple import __version__
 EXIT_OK, EXIT_POLICY, EXIT_ERROR = 0, 1, 2
 
 
+_UNPRINTABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _printable(text: str) -> str:
+    """`text` safe to print on one terminal line: control characters (escape sequences, newlines) and
+    bidirectional overrides written as \\xNN / \\uNNNN, so scanned code or a file name cannot rewrite or hide
+    what is shown."""
+    return _UNPRINTABLE.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def _warn(message: str) -> None:
-    click.echo(f"purple: warning: {message}", err=True)
+    click.echo(f"purple: warning: {_printable(message)}", err=True)
 
 
 def _error(message: str) -> None:
-    click.echo(f"purple: error: {message}", err=True)
+    click.echo(f"purple: error: {_printable(message)}", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -61,9 +72,10 @@ def _text_report(results: Sequence[Any], treatment_of: dict[Any, Any], semgrep_o
         files_with_findings += bool(result.findings)
         for finding in result.findings:
             counts[str(treatment_of[finding.severity])] += 1
-            where = f"{finding.path or 'stdin'}:{finding.line}:{finding.column}"
-            lines.append(f"{where}: {finding.severity} {finding.cwe} [{finding.rule_id}] {finding.message}")
-            lines.append(f"    {finding.snippet}")
+            where = f"{_printable(finding.path or 'stdin')}:{finding.line}:{finding.column}"
+            message = _printable(finding.message)
+            lines.append(f"{where}: {finding.severity} {finding.cwe} [{finding.rule_id}] {message}")
+            lines.append(f"    {_printable(finding.snippet)}")
     tiers = "regex + semgrep" if semgrep_on else "regex only (semgrep off)"
     lines.append(
         f"{sum(counts.values())} finding(s) in {files_with_findings} of {len(results)} file(s): "

@@ -36,6 +36,7 @@ from purple.evals.journal import Journal, read_records
 from purple.evals.registry import expand, get_benchmark
 from purple.models.base import ChatModel, GenerationParams
 from purple.models.loader import OPTIONS, load_model
+from purple.models.secrets import public_url
 from purple.models.spec import parse_spec
 from purple.resources import data_dir, shown_path
 from purple.types import Message, Verdict
@@ -83,10 +84,11 @@ class RunResult:
 
 
 def model_id(spec: str) -> str:
-    """A model's public identity for records, caches and reports: provider, name and base URL, never a key."""
+    """A model's public identity for records, caches and reports: provider, name and base URL, never a key
+    (nor the URL's credentials)."""
     parsed = parse_spec(spec)
     if parsed.provider in ("openai", "ollama") and parsed.base_url:
-        return f"{parsed.display}@{parsed.base_url}"
+        return f"{parsed.display}@{public_url(parsed.base_url)}"
     return parsed.display
 
 

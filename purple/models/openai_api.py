@@ -21,7 +21,7 @@ import httpx
 
 from purple.models.base import GenerationParams, ModelError
 from purple.models.images import image_url
-from purple.models.secrets import Secret, redact
+from purple.models.secrets import Secret, public_url, redact
 from purple.models.sync import run_sync
 from purple.types import Completion, Conversation
 
@@ -67,10 +67,14 @@ class OpenAIModel:
         max_backoff_s: float = 30.0,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
-            raise ModelError(f"bad base URL {base_url!r}: expected http://HOST[:PORT]/v1 or https://...")
+            raise ModelError(
+                f"bad base URL {public_url(base_url)!r}: expected http://HOST[:PORT]/v1 or https://..."
+            )
         self.model = model
         self.name = f"{provider}:{model}"
         self.base_url = base_url.rstrip("/")
+        self.shown_url = public_url(self.base_url)
+        """The base URL as errors and reprs show it (credentials in it masked)."""
         self._key = api_key or Secret("")
         self.concurrency = max(1, concurrency)
         self.timeout_s = timeout_s
@@ -80,7 +84,7 @@ class OpenAIModel:
         self._sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Session] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
-        return f"OpenAIModel(model={self.model!r}, base_url={self.base_url!r})"
+        return f"OpenAIModel(model={self.model!r}, base_url={self.shown_url!r})"
 
     # ------------------------------------------------------------------------------------------- public API
     def generate(self, conversations: Sequence[Conversation], params: GenerationParams | None = None) -> list[Completion]:
@@ -205,6 +209,7 @@ class OpenAIModel:
         parse: Callable[[dict[str, Any]], Completion],
     ) -> Completion:
         url = self.base_url + path
+        shown = self.shown_url + path
         started = time.perf_counter()
         last_error = "no attempt made"
         for attempt in range(self.retries + 1):
@@ -215,28 +220,32 @@ class OpenAIModel:
                     data = _json_body(response)
                     completion = parse(data)
                     return _with_latency(completion, time.perf_counter() - started)
-                last_error = f"HTTP {response.status_code} from {url}: {_error_text(response)}"
+                last_error = f"HTTP {response.status_code} from {shown}: {_error_text(response)}"
                 if response.status_code not in _RETRY_STATUS:
                     break
                 retry_after = _retry_after(response)
             except httpx.ConnectError as exc:
-                last_error = f"cannot reach {self.base_url} ({_reason(exc)})"
+                last_error = f"cannot reach {self.shown_url} ({_reason(exc)})"
                 if attempt >= 1:  # a refused connection rarely heals within a backoff; one retry is enough
                     break
             except httpx.TimeoutException:
-                last_error = f"no answer from {url} within {self.timeout_s:g} s"
+                last_error = f"no answer from {shown} within {self.timeout_s:g} s"
             except httpx.HTTPError as exc:
-                last_error = f"request to {url} failed ({_reason(exc)})"
+                last_error = f"request to {shown} failed ({_reason(exc)})"
             except ValueError as exc:  # unreadable JSON or an unexpected shape: the server will not do better next time
-                last_error = f"unexpected answer from {url}: {exc}"
+                last_error = f"unexpected answer from {shown}: {exc}"
                 break
             if attempt < self.retries:
                 delay = min(self.max_backoff_s, self.backoff_s * 2**attempt) * (0.5 + random.random() / 2)
                 if retry_after is not None:
                     delay = min(self.max_backoff_s, max(delay, retry_after))
-                log.debug("retrying %s in %.2f s: %s", path, delay, redact(last_error, self._key))
+                log.debug("retrying %s in %.2f s: %s", path, delay, self._shown(last_error))
                 await asyncio.sleep(delay)
-        return Completion("", latency_s=time.perf_counter() - started, error=redact(last_error, self._key))
+        return Completion("", latency_s=time.perf_counter() - started, error=self._shown(last_error))
+
+    def _shown(self, error: str) -> str:
+        """An error fit for records and logs: the key and the base URL's credentials masked."""
+        return redact(error.replace(self.base_url, self.shown_url), self._key)
 
 
 # ------------------------------------------------------------------------------------------------ helpers

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit, urlunsplit
 
 _MASK = "***"
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"',;]+")
@@ -36,3 +37,22 @@ def redact(text: str, *secrets: Secret | str | None) -> str:
         if value and len(value) >= 4:
             text = text.replace(value, _MASK)
     return _BEARER.sub(lambda m: m.group(1) + _MASK, text)
+
+
+def public_url(url: str) -> str:
+    """`url` fit to show in records, reports and errors: user and password, query values and fragment masked.
+
+    `https://bob:pw@gw.example/v1?key=K&api-version=1` -> `https://***@gw.example/v1?key=***&api-version=***`.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return _MASK
+    netloc = parts.netloc
+    if "@" in netloc:
+        shown_host = f"[{host}]" if ":" in host else host
+        netloc = f"{_MASK}@{shown_host}{f':{port}' if port is not None else ''}"
+    query = "&".join(f"{pair.split('=', 1)[0]}={_MASK}" for pair in parts.query.split("&") if pair)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, _MASK if parts.fragment else ""))

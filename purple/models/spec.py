@@ -73,7 +73,9 @@ def _parse_cse(spec: str) -> ModelSpec:
             "use OPENAI::MODEL::KEY::BASE_URL with the provider's OpenAI-compatible URL"
         )
     if provider_name not in _CSE_PROVIDERS:
-        raise ModelError(f"unknown provider {provider_name!r} in {shown!r}; known: {', '.join(_CSE_PROVIDERS)}")
+        # the provider alone: in a mistyped spec ("OPENAI:gpt-4o::KEY") the second part may be the key
+        raise ModelError(f"unknown provider {provider_name!r} in a PROVIDER::MODEL::KEY spec; "
+                         f"known: {', '.join(_CSE_PROVIDERS)}")
     provider, base_url, key_env = _CSE_PROVIDERS[provider_name]
     model = parts[1].strip()
     if not model:

@@ -59,7 +59,7 @@ def truncated_encoder(base: str | Path, layers: int) -> tuple[Any, dict[str, Any
     """(BertModel with the first `layers` layers of `base`, its config as a dict). Pretrained weights unchanged."""
     from transformers import AutoModel
 
-    model = AutoModel.from_pretrained(str(base), local_files_only=True)
+    model = AutoModel.from_pretrained(str(base), local_files_only=True, use_safetensors=True)
     if not 1 <= layers <= len(model.encoder.layer):
         raise ValueError(f"layers must be in [1, {len(model.encoder.layer)}], got {layers}")
     model.encoder.layer = model.encoder.layer[:layers]

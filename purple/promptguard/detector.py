@@ -321,7 +321,9 @@ def _load_hf(path: str, device: str | None) -> tuple[Any, Any]:
     hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, local_files_only=True, dtype=torch.float32, use_safetensors=True  # never a pickle
+        )
     except (OSError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PromptGuardError(f"cannot load a classifier from {path}: {first}") from None

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from typing import Any
 
 from purple.report.thresholds import Check
+
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+"""Characters XML 1.0 cannot hold at all, escaped or not (ElementTree writes them as they are)."""
 
 
 def _fmt(value: Any) -> str:
@@ -41,4 +45,7 @@ def to_junit(stats: dict[str, Any], checks: Sequence[Check]) -> str:
     suites.set("tests", str(sum(int(s.get("tests", "0")) for s in suites)))
     suites.set("failures", str(sum(int(s.get("failures", "0")) for s in suites)))
     ET.indent(suites)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+    text = ET.tostring(suites, encoding="unicode")
+    # names and values come from datasets and model specs: shown as \xNN instead of making the file unreadable
+    text = _NOT_XML.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + text + "\n"

@@ -186,3 +186,12 @@ def test_builtin_rules_find_the_classics(tree: Path) -> None:
     proc = purple("scan", "src/app.py", "--format", "json", cwd=tree)
     cwes = {f["cwe"] for r in json.loads(proc.stdout)["results"] for f in r["findings"]}
     assert {"CWE-78", "CWE-328"} <= cwes
+
+
+def test_terminal_control_sequences_in_scanned_code_are_printed_escaped(tmp_path: Path) -> None:
+    hostile = tmp_path / "evil\x1b[2J.py"
+    hostile.write_text(INSECURE.replace('md5(b"x")', 'md5(b"x")  # \x1b]0;pwned\x07\x1b[2J \u202egnp.exe'))
+    result = scan("--no-semgrep", str(hostile))
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout and "\u202e" not in result.stdout
+    assert "\\x1b]0;pwned\\x07" in result.stdout and "evil\\x1b[2J.py" in result.stdout
+    assert "\\u202egnp.exe" in result.stdout

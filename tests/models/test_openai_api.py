@@ -55,6 +55,11 @@ def test_wrong_key_and_unreachable_server_never_show_the_key(
     err = gone.generate([[user("x")]])[0].error or ""
     assert err.startswith("cannot reach http://127.0.0.1:9/v1") and "sk-wrong" not in err
     assert "sk-wrong" not in repr(gone) and "sk-wrong" not in caplog.text
+    userinfo = OpenAIModel("tiny", "http://bob:pw-secret@127.0.0.1:9/v1?key=k-secret", retries=1,
+                           backoff_s=0.01)
+    err = userinfo.generate([[user("x")]])[0].error or ""
+    assert err.startswith("cannot reach http://***@127.0.0.1:9/v1?key=***")
+    assert "secret" not in err + repr(userinfo) + caplog.text
 
 
 def test_timeouts_are_item_errors(lg3_server: OpenAIServer) -> None:

@@ -43,6 +43,8 @@ def test_key_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         ("NOPE::m::sk-secret-0000111", "unknown provider"),
         ("OPENAI::::sk-secret-0000111", "model name is empty"),
         ("OPENAI::m::sk-secret-0000111::http://x::extra", "expected PROVIDER::MODEL::KEY"),
+        # one colon short: the second part is the key
+        ("OPENAI:gpt-4o::sk-secret-0000111", "unknown provider 'OPENAI:GPT-4O'"),
     ],
 )
 def test_bad_specs_are_one_clear_line_without_the_key(spec: str, message: str) -> None:
@@ -83,3 +85,21 @@ def test_redaction() -> None:
     key = Secret("sk-abcdefghijkl")
     assert str(key) == "***" and "abcdef" not in repr(key)
     assert redact("failed with sk-abcdefghijkl and Bearer sk-other-token", key) == "failed with *** and Bearer ***"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://bob:pw-secret@gw.example/v1?key=k-secret&api-version=1",
+         "https://***@gw.example/v1?key=***&api-version=***"),
+        ("https://tok-secret@gw.example:8443/v1#pw-secret", "https://***@gw.example:8443/v1#***"),
+        ("http://127.0.0.1:8000/v1", "http://127.0.0.1:8000/v1"),
+    ],
+)
+def test_urls_in_records_and_errors_keep_no_credentials(url: str, shown: str) -> None:
+    from purple.evals.runner import model_id
+    from purple.models.secrets import public_url
+
+    assert public_url(url) == shown
+    assert model_id(f"OPENAI::gpt-4o::$K::{url}") == f"openai:gpt-4o@{shown}"
+    assert "secret" not in repr(load_model(f"OPENAI::gpt-4o::sk-x::{url}"))

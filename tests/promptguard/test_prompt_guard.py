@@ -80,6 +80,22 @@ def test_missing_models_are_one_readable_error(tmp_path: Path, monkeypatch: pyte
         PromptGuard.from_pretrained(tmp_path / "empty")
 
 
+def test_pickled_weights_are_never_loaded(tmp_path: Path, pg2_dir: Path) -> None:
+    import shutil
+
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(pg2_dir, pickled, ignore=shutil.ignore_patterns("*.safetensors"))
+    weights = AutoModelForSequenceClassification.from_pretrained(pg2_dir).state_dict()
+    torch.save(weights, pickled / "pytorch_model.bin")
+    assert (pickled / "pytorch_model.bin").is_file() and not list(pickled.glob("*.safetensors"))
+    with pytest.raises(PromptGuardError, match="cannot load") as error:
+        PromptGuard.from_pretrained(pickled)
+    assert "\n" not in str(error.value)
+
+
 def test_llamafirewall_save_location_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg2_dir: Path) -> None:
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     target = tmp_path / "meta-llama--Llama-Prompt-Guard-2-86M"

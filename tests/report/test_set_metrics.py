@@ -86,3 +86,11 @@ def test_thresholds_baseline_junit_and_html(stats: dict[str, Any]) -> None:
     html = render_html(stats, RECORDS, {"models": [], "guards": [MODEL]}, gated, deltas(stats, baseline))
     assert "<th>roc_auc</th>" in html and "n/a" in html and "<code>regex:x</code>" in html
     assert "auprc by category" in html
+
+
+def test_junit_stays_well_formed_with_control_characters_in_names() -> None:
+    hostile = [record(1, "S\x01\x1b[2J", 1, 0.9, 1), record(2, "S\x01\x1b[2J", 0, 0.1, 0)]
+    stats = aggregate(hostile)
+    suites = ET.fromstring(to_junit(stats, evaluate([parse_threshold("guard_accuracy.f1<0.8")], stats)))
+    names = [case.get("name") for case in suites.iter("testcase")]
+    assert "category=S\\x01\\x1b[2J [regex:x]" in names
