@@ -19,6 +19,16 @@ from purple import __version__
 EXIT_OK, EXIT_POLICY, EXIT_ERROR = 0, 1, 2
 
 
+class FloatRange(click.FloatRange):
+    """click's FloatRange without NaN, which passes its bounds (every comparison with NaN is false)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if number != number:
+            self.fail("nan is not a number", param, ctx)
+        return number
+
+
 _UNPRINTABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
@@ -63,6 +73,15 @@ def _read_stdin(max_bytes: int) -> tuple[str, str | None]:
         return data.decode("utf-8", errors="replace"), note
 
 
+def _refuse_output_onto_input(output: str | None, inputs: Sequence[str]) -> None:
+    """Usage error when --output names one of the input files: opening it for writing would wipe the input."""
+    if not output or not Path(output).exists():
+        return
+    for given in inputs:
+        if given != "-" and Path(given).is_file() and Path(given).samefile(output):
+            raise click.UsageError(f"--output {output} is an input file; writing the results there would erase it")
+
+
 def _text_report(results: Sequence[Any], treatment_of: dict[Any, Any], semgrep_on: bool) -> str:
     """One line per finding (path:line:col: severity CWE [rule] message), its code, then a summary."""
     lines: list[str] = []
@@ -101,8 +120,10 @@ def _text_report(results: Sequence[Any], treatment_of: dict[Any, Any], semgrep_o
 @click.option("--rules", "rule_dirs", multiple=True, type=click.Path(), help="Extra rules folder (same id replaces).")
 @click.option("--no-builtin-rules", is_flag=True, help="Use only the --rules folders.")
 @click.option("--no-semgrep", is_flag=True, help="Regex tier only.")
-@click.option("--semgrep-timeout", type=float, default=300.0, show_default=True, help="Seconds per semgrep run.")
-@click.option("--max-file-size", type=int, default=2_000_000, show_default=True, help="Bytes; larger files are skipped.")
+@click.option("--semgrep-timeout", type=FloatRange(0, 86_400, min_open=True), default=300.0, show_default=True,
+              help="Seconds per semgrep run.")
+@click.option("--max-file-size", type=click.IntRange(1), default=2_000_000, show_default=True,
+              help="Bytes; larger files are skipped.")
 @click.option(
     "--treat",
     multiple=True,
@@ -154,6 +175,7 @@ def scan(
     if not no_semgrep and not shield.semgrep.available:
         _warn("semgrep tier off: semgrep is not installed (pip install 'purple[semgrep]'); regex tier only")
 
+    _refuse_output_onto_input(output, paths)
     outcome = PathScan()
     file_paths = [p for p in paths if p != "-"]
     if "-" in paths:
@@ -233,7 +255,7 @@ def scan(
 @click.option("--version", "guard_version", help="Llama Guard version: 1, 2, 3-1b, 3-8b, 3-11b-vision, 4 (default: from the name).")
 @click.option("--categories", help="Codes to keep (S1,S9,S10) or a taxonomy YAML file.")
 @click.option("--exclude", help="Codes to leave out, e.g. S6,S7.")
-@click.option("--threshold", type=click.FloatRange(0, 1),
+@click.option("--threshold", type=FloatRange(0, 1),
               help="Unsafe when P(unsafe) >= this [default: 0.5; purple-content: the model's own].")
 @click.option("--no-codes", is_flag=True, help="Score only: do not generate category codes for unsafe conversations.")
 @click.option("--mode", type=click.Choice(["auto", "chat", "completions"]), default="auto", show_default=True,
@@ -243,8 +265,8 @@ def scan(
 @click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help="Local models: weight type.")
 @click.option("--device", help="Local models: cpu, cuda, cuda:1 (default: a GPU when present).")
 @click.option("--batch-size", type=click.IntRange(1), help="Local models: conversations per forward pass.")
-@click.option("--concurrency", type=click.IntRange(1), help="API models: requests in flight.")
-@click.option("--timeout", "timeout_s", type=click.FloatRange(0, min_open=True), help="API models: seconds per request.")
+@click.option("--concurrency", type=click.IntRange(1, 512), help="API models: requests in flight.")
+@click.option("--timeout", "timeout_s", type=FloatRange(0, min_open=True), help="API models: seconds per request.")
 @click.option("--top-logprobs", type=click.IntRange(1), default=20, show_default=True,
               help="API models: alternatives asked for per token (servers cap it).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write the verdicts here.")
@@ -290,6 +312,7 @@ def guard(
         raise click.UsageError("give either TEXT or --input FILE")
     if response is not None and input_path is not None:
         raise click.UsageError("--response goes with TEXT, not --input")
+    _refuse_output_onto_input(output, [input_path] if input_path else [])
     output_format = output_format or ("jsonl" if input_path else "text")
     taxonomy = keep = None
     if categories:
@@ -383,8 +406,8 @@ def guard(
 @click.option("--role", type=click.Choice(["user", "tool"]),
               help="Score as user text or third-party text (tool output, documents). Default: TEXT is user text; "
                    "--input items by the role of their last message.")
-@click.option("--threshold", type=click.FloatRange(0, 1), help="Flag at or above this score (default: the model's).")
-@click.option("--temperature", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
+@click.option("--threshold", type=FloatRange(0, 1), help="Flag at or above this score (default: the model's).")
+@click.option("--temperature", type=FloatRange(0, min_open=True), default=1.0, show_default=True,
               help="Softmax temperature applied to the logits.")
 @click.option("--no-normalize", is_flag=True, help="Score the raw text: do not undo evasions first.")
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True,
@@ -419,6 +442,7 @@ def detect(
 
     if (text is None) == (input_path is None):
         raise click.UsageError("give either TEXT or --input FILE")
+    _refuse_output_onto_input(output, [input_path] if input_path else [])
     output_format = output_format or ("jsonl" if input_path else "text")
     options: dict[str, Any] = {"temperature": temperature, "batch_size": batch_size, "normalize": not no_normalize}
     if threshold is not None:
@@ -526,7 +550,7 @@ def _guard_line(row: dict[str, Any], numbered: bool) -> str:
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="Port (0: any free one).")
 @click.option("--audit-log", type=click.Path(dir_okay=False), default="purple-audit.jsonl", show_default=True,
               help="Append-only JSONL record of every decision (fsynced before each answer).")
-@click.option("--timeout", "timeout_s", type=click.FloatRange(0, min_open=True), default=120.0, show_default=True,
+@click.option("--timeout", "timeout_s", type=FloatRange(0, min_open=True), default=120.0, show_default=True,
               help="Seconds to wait for the upstream.")
 @click.option("--max-body-bytes", type=click.IntRange(1), default=4_000_000, show_default=True,
               help="Largest request body accepted.")
@@ -615,19 +639,20 @@ def _finish_report(run_dir: Path, thresholds: Sequence[Any], baseline: str | Non
               help="Detector under test for guard_accuracy (repeatable): injection[:PATH], llama_guard:MODEL, "
                    "content[:PATH], code_shield[:regex], hidden_unicode, secrets, pii, regex:PATTERN.")
 @click.option("--limit", type=click.IntRange(1), help="At most N cases per benchmark, an even stride over the set.")
-@click.option("--concurrency", type=click.IntRange(1), default=8, show_default=True, help="Requests in flight.")
+@click.option("--concurrency", type=click.IntRange(1, 512), default=8, show_default=True,
+              help="Requests in flight.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder (default reports/run-TIMESTAMP).")
 @click.option("--resume", is_flag=True, help="Finish an interrupted run in --out.")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="CyberSecEval datasets folder (default: the sets shipped in benchmarks/cyberseceval).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Response cache (default ~/.cache/purple/responses).")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the response cache.")
-@click.option("--timeout", "timeout_s", type=click.FloatRange(0, min_open=True), default=120.0, show_default=True,
+@click.option("--timeout", "timeout_s", type=FloatRange(0, min_open=True), default=120.0, show_default=True,
               help="Seconds per request (API models).")
 @click.option("--retries", type=click.IntRange(0), default=3, show_default=True, help="Retries per request (API models).")
 @click.option("--max-tokens", type=click.IntRange(1), default=1024, show_default=True)
 @click.option("--fail-on", "fail_on", multiple=True, metavar="EXPR", help="e.g. 'instruct.vulnerable_rate>0.2' (repeatable).")
 @click.option("--baseline", type=click.Path(), help="An earlier run folder to compare with.")
-@click.option("--regression-tolerance", "tolerance", type=click.FloatRange(0), default=0.0, show_default=True,
+@click.option("--regression-tolerance", "tolerance", type=FloatRange(0), default=0.0, show_default=True,
               help="With --baseline: how much worse (absolute) a --fail-on metric may get before it fails.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def eval_command(models: tuple[str, ...], benchmarks: str, judge: str | None, guards: tuple[str, ...],
@@ -677,7 +702,7 @@ def eval_command(models: tuple[str, ...], benchmarks: str, judge: str | None, gu
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--fail-on", "fail_on", multiple=True, metavar="EXPR", help="e.g. 'frr.refusal_rate>0.3' (repeatable).")
 @click.option("--baseline", type=click.Path(), help="An earlier run folder to compare with.")
-@click.option("--regression-tolerance", "tolerance", type=click.FloatRange(0),
+@click.option("--regression-tolerance", "tolerance", type=FloatRange(0),
               help="With --baseline: how much worse (absolute) a --fail-on metric may get before it fails "
                    "[default: the run's, else 0].")
 def report_command(run_dir: str, fail_on: tuple[str, ...], baseline: str | None, tolerance: float | None) -> None:
@@ -702,15 +727,20 @@ def report_command(run_dir: str, fail_on: tuple[str, ...], baseline: str | None,
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: any unexpected failure is one readable line and exit code 2, never a traceback."""
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="purple", standalone_mode=True)
+        # not click's standalone mode: it turns Ctrl-C into "Aborted!" and exit 1, the policy-failure code
+        code = cli.main(args=list(argv) if argv is not None else None, prog_name="purple", standalone_mode=False)
     except SystemExit:
         raise
-    except KeyboardInterrupt:
+    except click.ClickException as exc:  # usage errors and the like: click's own message, exit 2
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, click.exceptions.Abort):
         _error("interrupted")
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - the last line of defence for a CLI
         _error(f"{type(exc).__name__}: {exc}")
         sys.exit(EXIT_ERROR)
+    sys.exit(code if isinstance(code, int) else EXIT_OK)  # --help and --version come back as 0
 
 
 if __name__ == "__main__":

@@ -78,6 +78,9 @@ def read_jsonl(stream: IO[bytes]) -> Iterator[ConversationRecord]:
         except json.JSONDecodeError as exc:
             yield ConversationRecord(number, error=f"not valid JSON ({exc.msg} at column {exc.colno})")
             continue
+        except RecursionError:
+            yield ConversationRecord(number, error="JSON nested too deeply to read")
+            continue
         record_id = data.get("id") if isinstance(data, dict) else None
         try:
             yield ConversationRecord(number, record_id, parse_conversation(data))

@@ -110,6 +110,9 @@ def _walk(root: Path, max_bytes: int, language: str | None) -> Iterator[SourceFi
             file_language = language or language_from_path(path)
             if file_language is None:
                 continue
+            if not path.is_file():  # a FIFO, socket or device: reading it could block forever
+                yield Skipped(_display(path), "not a regular file; not scanned", False)
+                continue
             yield read_source(path, max_bytes, explicit=False, language=file_language)
 
 

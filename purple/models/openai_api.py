@@ -32,6 +32,8 @@ _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 _ROLE = {"system": "system", "user": "user", "assistant": "assistant", "tool": "user", "memory": "user"}
 
 
+MAX_CONCURRENCY = 512
+"""Requests in flight at most: every 8 take a connection pool, and no API serves one client more usefully."""
 POOL_SIZE = 8
 """Connections per httpx pool. httpcore's pool walks every connection for every queued request, so one pool of 32
 or more connections spends more CPU on bookkeeping than on the requests; a few small pools side by side do not."""
@@ -76,7 +78,9 @@ class OpenAIModel:
         self.shown_url = public_url(self.base_url)
         """The base URL as errors and reprs show it (credentials in it masked)."""
         self._key = api_key or Secret("")
-        self.concurrency = max(1, concurrency)
+        if not 1 <= concurrency <= MAX_CONCURRENCY:
+            raise ModelError(f"concurrency must be between 1 and {MAX_CONCURRENCY}, got {concurrency}")
+        self.concurrency = concurrency
         self.timeout_s = timeout_s
         self.retries = max(0, retries)
         self.backoff_s = backoff_s

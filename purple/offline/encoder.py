@@ -218,8 +218,10 @@ class SharedEncoder:
                 out[row] = vector
         return out
 
-    def head_scores(self, head: str, vectors: Any, windows: Sequence[Sequence[int]] | None = None) -> Any:
-        """Sigmoid scores (rows, outputs) of a named head on `embed` vectors of `windows`.
+    def head_scores(self, head: str, vectors: Any, windows: Sequence[Sequence[int]] | None = None,
+                    temperature: float = 1.0) -> Any:
+        """Sigmoid scores (rows, outputs) of a named head on `embed` vectors of `windows` (logits divided by
+        `temperature` first: above 1 softens the scores, below 1 sharpens them).
 
         A head is linear in the unit-normalised vector and, when it has token weights, in the window's bag of
         tokens (`token_bag`); such a head needs the windows themselves."""
@@ -238,7 +240,8 @@ class SharedEncoder:
                 distinct, value = token_bag(window)
                 if distinct:
                     logits[row] += tokens[:, distinct].sum(axis=1) * value
-        return 1.0 / (1.0 + np.exp(-logits))
+        with np.errstate(over="ignore"):  # a small temperature saturates scores at 0 or 1, as it should
+            return 1.0 / (1.0 + np.exp(-logits / temperature))
 
     def head_outputs(self, head: str) -> list[str]:
         """The names of a head's outputs (for example ["unsafe", "S1", ...])."""

@@ -426,7 +426,7 @@ class OfflineInjectionDetector(InjectionDetector):
             return []
         ids = [ids for _, ids in windows]
         vectors = self.encoder.embed(ids)
-        scores = self.encoder.head_scores("injection", vectors, ids)[:, 0].tolist()
+        scores = self.encoder.head_scores("injection", vectors, ids, self.temperature)[:, 0].tolist()
         return [(1.0 - p, p) for p in scores]
 
 

@@ -195,3 +195,23 @@ def test_terminal_control_sequences_in_scanned_code_are_printed_escaped(tmp_path
     assert "\x1b" not in result.stdout and "\x07" not in result.stdout and "\u202e" not in result.stdout
     assert "\\x1b]0;pwned\\x07" in result.stdout and "evil\\x1b[2J.py" in result.stdout
     assert "\\u202egnp.exe" in result.stdout
+
+
+def test_a_fifo_in_a_scanned_folder_is_skipped_not_waited_on(tree: Path) -> None:
+    os.mkfifo(tree / "src" / "pipe.py")
+    result = scan("--no-semgrep", "src", "--format", "json", cwd=tree)  # would block forever opening the FIFO
+    skipped = json.loads(result.stdout)["skipped"]
+    assert {"path": "src/pipe.py", "reason": "not a regular file; not scanned", "error": False} in skipped
+
+
+def test_output_onto_an_input_is_refused_and_the_input_kept(tree: Path) -> None:
+    source = tree / "src" / "app.py"
+    result = scan("--no-semgrep", str(source), "-o", str(source))
+    assert result.returncode == 2 and "would erase it" in result.stderr
+    assert source.read_text() == INSECURE
+
+
+def test_option_ranges_are_usage_errors(tree: Path) -> None:
+    for option in (["--max-file-size", "0"], ["--semgrep-timeout", "0"], ["--semgrep-timeout", "nan"]):
+        result = scan(*option, "src", cwd=tree)
+        assert result.returncode == 2 and "Invalid value" in result.stderr, option

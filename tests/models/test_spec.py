@@ -59,6 +59,8 @@ def test_options_that_do_not_apply_and_bad_urls() -> None:
         load_model("openai:x", dtype="bfloat16")
     with pytest.raises(ModelError, match="bad base URL"):
         load_model("openai:x", base_url="ftp://host")
+    with pytest.raises(ModelError, match="concurrency must be between 1 and 512"):
+        load_model("openai:x", concurrency=100_000)  # a pool per 8 requests: this many would take gigabytes
 
 
 def test_missing_local_models_are_clear(tmp_path: pytest.TempPathFactory) -> None:

@@ -61,3 +61,40 @@ def test_usage_errors(pg2_dir: Path, tmp_path: Path) -> None:
     assert missing.exit_code == 2 and "no model folder" in missing.output
     bad_file = run("--input", str(tmp_path / "nope.jsonl"), "--model", str(pg2_dir))
     assert bad_file.exit_code == 2
+
+
+def test_a_line_nested_too_deeply_is_one_bad_line(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"text": "hello"}\n' + "[" * 100_000 + '\n{"text": "bye"}\n')
+    out = tmp_path / "out.jsonl"
+    result = run("--input", str(path), "--output", str(out))
+    assert result.exit_code == 2
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["line"] for r in rows] == [1, 2, 3] and rows[1]["error"] == "JSON nested too deeply to read"
+    assert rows[0]["decision"] == rows[2]["decision"] == "allow"
+
+
+def test_output_onto_the_input_is_refused_and_the_input_kept(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"text": "hello"}\n')
+    result = run("--input", str(path), "--output", str(path))
+    assert result.exit_code == 2 and "would erase it" in result.output
+    assert path.read_text() == '{"text": "hello"}\n'
+
+
+def test_ctrl_c_is_exit_130_not_the_policy_code(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    slow = tmp_path / "slow.jsonl"  # the model loads first; the signal lands while it loads or reads
+    slow.write_text("".join(f'{{"text": "hello number {i}"}}\n' for i in range(50_000)))
+    process = subprocess.Popen([sys.executable, "-m", "purple.cli", "detect", "--input", str(slow), "--output",
+                                str(tmp_path / "out.jsonl")], stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    time.sleep(3)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and stderr.strip().endswith("purple: error: interrupted"), stderr
