@@ -146,6 +146,7 @@ def scan(
     """Scan code for insecure patterns: files, folders (honouring .gitignore) or - for standard input."""
     from purple.codeshield.languages import normalize_language
     from purple.codeshield.scanner import CodeItem, CodeShield, PathScan, Treatment, scan_paths
+    from purple.codeshield.semgrep_tier import FAILURE_NOTES
     from purple.report.sarif import findings_to_sarif
 
     if language:
@@ -235,7 +236,9 @@ def scan(
     else:
         click.echo(rendered)
 
-    if rule_errors or outcome.errors:
+    # a semgrep run that timed out or failed, or a rule semgrep refused, leaves findings out: incomplete, not clean
+    tier_failed = any(note.startswith(FAILURE_NOTES) for note in outcome.run_notes)
+    if rule_errors or outcome.errors or tier_failed:
         sys.exit(EXIT_ERROR)
     worst = max((r.treatment for r in outcome.results), key=lambda t: t.rank, default=Treatment.IGNORE)
     if fail_on != "never" and worst.rank >= Treatment(fail_on).rank:
@@ -373,8 +376,9 @@ def guard(
                 verdict = next(verdicts)
                 row = {"line": record.line, "id": record.id, **verdict.to_dict()}
                 row.pop("findings", None)
-                if verdict.error:
+                if verdict.error:  # not classified: no decision to report, as for an unreadable line
                     _error(f"{input_path or 'input'}:{record.line}: {verdict.error}")
+                    row["decision"] = None
                     errors += 1
                 unsafe += verdict.decision == "block"
             if record.id is None:
@@ -486,8 +490,9 @@ def detect(
                 verdict = detector.verdict_for(next(details), item_role)
                 row = {"line": record.line, "id": record.id, "role": item_role, **verdict.to_dict()}
                 row.pop("findings", None)
-                if verdict.error:
+                if verdict.error:  # not classified: no decision to report, as for an unreadable line
                     _error(f"{input_path or 'input'}:{record.line}: {verdict.error}")
+                    row["decision"] = None
                     errors += 1
                 flagged += verdict.decision == "block"
             if record.id is None:

@@ -80,3 +80,11 @@ def test_guard_errors_are_one_line(tmp_path: Path) -> None:
         assert proc.returncode == 2, (args, proc.stderr)
         assert message in proc.stderr and "sk-cli-secret" not in proc.stderr + proc.stdout
     assert purple("guard").returncode == 2  # usage: neither TEXT nor --input
+
+
+def test_an_unclassified_conversation_has_no_decision(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"text": "hello"}\n')
+    proc = purple("guard", "-i", str(path), "-m", "OPENAI::llama-guard-3-8b::sk-x::http://127.0.0.1:9/v1")
+    row = json.loads(proc.stdout)
+    assert proc.returncode == 2 and "cannot reach" in row["error"] and row["decision"] is None

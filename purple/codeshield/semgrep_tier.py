@@ -25,6 +25,9 @@ from purple.codeshield.regex_tier import LineIndex, clip
 from purple.codeshield.rules import RE2_OPTIONS, SemgrepRule
 from purple.types import Finding
 
+FAILURE_NOTES = ("semgrep tier timed out", "semgrep tier could not start", "semgrep tier failed", "semgrep rule ")
+"""How the notes begin that say the semgrep tier did not do all its work (its findings, or a rule's, are missing)."""
+
 SUFFIX = {
     "c": ".c",
     "cpp": ".cpp",

@@ -215,3 +215,17 @@ def test_option_ranges_are_usage_errors(tree: Path) -> None:
     for option in (["--max-file-size", "0"], ["--semgrep-timeout", "0"], ["--semgrep-timeout", "nan"]):
         result = scan(*option, "src", cwd=tree)
         assert result.returncode == 2 and "Invalid value" in result.stderr, option
+
+
+def test_a_failed_semgrep_run_is_an_incomplete_scan_not_a_clean_one(tree: Path) -> None:
+    broken = tree / "broken_rules"
+    broken.mkdir()
+    (broken / "rules.yaml").write_text(
+        "rules:\n  - id: test.unparsable\n    languages: [python]\n    severity: ERROR\n    message: m\n"
+        "    pattern: 'subprocess.$F(..., shell=True, ...'\n    metadata:\n      cwe: CWE-78\n      prescan: shell\n"
+        "      examples: {positive: 'subprocess.call(d, shell=True)', negative: 'x = 1'}\n"
+    )
+    proc = purple("scan", "--no-builtin-rules", "--rules", str(broken), "src/app.py", cwd=tree)
+    assert proc.returncode == 2 and "semgrep rule test.unparsable is invalid" in proc.stderr, proc.stderr
+    late = scan("src/app.py", "--semgrep-timeout", "0.001", cwd=tree)
+    assert late.returncode == 2 and "semgrep tier timed out" in late.stderr, late.stderr
