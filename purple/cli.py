@@ -647,7 +647,8 @@ def _finish_report(run_dir: Path, thresholds: Sequence[Any], baseline: str | Non
 @click.option("--concurrency", type=click.IntRange(1, 512), default=8, show_default=True,
               help="Requests in flight.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder (default reports/run-TIMESTAMP).")
-@click.option("--resume", is_flag=True, help="Finish an interrupted run in --out.")
+@click.option("--resume", is_flag=True,
+              help="Finish an interrupted run in --out (same settings; cases that failed run again).")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="CyberSecEval datasets folder (default: the sets shipped in benchmarks/cyberseceval).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Response cache (default ~/.cache/purple/responses).")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the response cache.")

@@ -139,6 +139,8 @@ def read_json_list(path: Path, required: Sequence[str]) -> list[dict[str, Any]]:
         raise EvalError(f"cannot read dataset {path}: {exc}") from None
     except json.JSONDecodeError as exc:
         raise EvalError(f"dataset {path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except RecursionError:
+        raise EvalError(f"dataset {path} is nested too deeply to read") from None
     if not isinstance(data, list):
         raise EvalError(f"dataset {path} must be a JSON list of test cases")
     for index, row in enumerate(data):

@@ -38,8 +38,8 @@ class ResponseCache:
     def get(self, key: str) -> str | None:
         try:
             value = json.loads(self._path(key).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
+        except (OSError, ValueError, RecursionError):
+            return None  # unreadable (or nested too deeply): asked again and rewritten
         text = value.get("text") if isinstance(value, dict) else None
         return text if isinstance(text, str) else None
 

@@ -37,6 +37,8 @@ def _rows(path: Path) -> list[tuple[str, Any]]:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise EvalError(f"dataset {path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        except RecursionError:
+            raise EvalError(f"dataset {path} is nested too deeply to read") from None
         return [(f"test case {index}", row) for index, row in enumerate(data)]
     rows = []
     for number, line in enumerate(text.splitlines(), 1):
@@ -46,6 +48,8 @@ def _rows(path: Path) -> list[tuple[str, Any]]:
             rows.append((f"line {number}", json.loads(line)))
         except json.JSONDecodeError as exc:
             raise EvalError(f"dataset {path}: line {number} is not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise EvalError(f"dataset {path}: line {number} is nested too deeply to read") from None
     return rows
 
 

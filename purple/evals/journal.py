@@ -26,8 +26,8 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
             continue
         try:
             record = json.loads(line)
-        except ValueError:
-            continue  # a torn last line from a killed run
+        except (ValueError, RecursionError):
+            continue  # a torn last line from a killed run, or a line nested too deeply to read
         if isinstance(record, dict) and isinstance(record.get("key"), str):
             records[record["key"]] = record
     return list(records.values())

@@ -35,7 +35,7 @@ def parse_json_object(answer: str, keys: Sequence[str]) -> dict[str, Any] | None
         return None
     try:
         value = json.loads(match.group(0))
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return None
     if not isinstance(value, dict) or any(k not in value for k in keys):
         return None

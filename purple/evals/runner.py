@@ -193,6 +193,13 @@ def prepare(config: RunConfig) -> tuple[list[Benchmark | DetectorBenchmark], dic
             f"THE JUDGE IS THE MODEL UNDER TEST ({judge_id}): it grades its own answers and the scores are "
             "biased; use a different --judge"
         )
+    stored = stored_manifest(config.out) if config.resume else None
+    if stored is not None:
+        check_resumed(config.out, stored, {
+            "models": ids, "guards": [guard_id(g) for g in guards], "judge": judge_id,
+            "benchmarks": [b.name for b in benchmarks], "limit": config.limit,
+            "params": asdict(_params(config)),
+        })
     samples: dict[str, list[Sample]] = {}
     datasets: dict[str, dict[str, str]] = {}
     for bench in benchmarks:
@@ -202,6 +209,8 @@ def prepare(config: RunConfig) -> tuple[list[Benchmark | DetectorBenchmark], dic
             path = dataset_path(bench, config.data_dir)
         samples[bench.name] = even_stride(bench.load(path), config.limit)
         datasets[bench.name] = {"path": shown_path(path), "sha256": sha256_file(path), "records": str(len(samples[bench.name]))}
+    if stored is not None:
+        check_resumed_datasets(config.out, stored, datasets)
     manifest = {
         "models": ids,
         "guards": list(dict.fromkeys(guard_id(g) for g in guards)),
@@ -227,14 +236,80 @@ def _params(config: RunConfig) -> GenerationParams:
 
 
 def check_out_dir(config: RunConfig) -> None:
+    """A run folder is only added to with --resume, and --resume needs a run (its manifest) to finish."""
     journal = config.out / JOURNAL
-    if journal.exists() and journal.stat().st_size and not config.resume:
+    has_records = journal.exists() and journal.stat().st_size > 0
+    if has_records and not config.resume:
         raise EvalError(f"{config.out} already holds a run: add --resume to finish it, or choose another --out")
+    if config.resume and not (config.out / MANIFEST).exists():
+        if has_records:
+            raise EvalError(f"--resume: {config.out} has records but no {MANIFEST}, so this command cannot "
+                            "be checked against the run that wrote them")
+        raise EvalError(f"--resume: {config.out} holds no run to finish (no {MANIFEST}); leave out --resume "
+                        "to start one")
+
+
+def stored_manifest(out: Path) -> dict[str, Any]:
+    """The manifest of the run a --resume finishes."""
+    path = out / MANIFEST
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise EvalError(f"--resume: cannot read {path}: {exc}") from None
+    if not isinstance(value, dict):
+        raise EvalError(f"--resume: {path} is not a JSON object")
+    return value
+
+
+RESUME_SETTINGS = {"models": "--model", "guards": "--guard", "judge": "--judge", "benchmarks": "--benchmark",
+                   "limit": "--limit", "params": "generation settings"}
+"""The manifest fields that define a run's cases and how they are answered and judged: --resume keeps them."""
+
+
+def check_resumed(out: Path, stored: dict[str, Any], settings: dict[str, Any]) -> None:
+    """Refuse to --resume a run with settings (RESUME_SETTINGS) other than its manifest's: its records and the
+    new ones would be mixed in one report. Models, guards and benchmarks may come in another order."""
+    for name, flag in RESUME_SETTINGS.items():
+        old, new = stored.get(name), json.loads(json.dumps(settings[name]))
+        if name == "params" and isinstance(old, dict):
+            changed = sorted(k for k in {*old, *new} if old.get(k) != new.get(k))
+            old, new = ({k: side.get(k) for k in changed} for side in (old, new))
+            same = not changed
+        elif isinstance(old, list) and isinstance(new, list):
+            same = sorted(map(str, old)) == sorted(map(str, new))
+        else:
+            same = old == new
+        if not same:
+            raise EvalError(f"--resume: {out} was run with {flag} {_shown(old)}, not {_shown(new)}: resume "
+                            "it with the same settings, or choose another --out")
+
+
+def check_resumed_datasets(out: Path, stored: dict[str, Any], datasets: dict[str, dict[str, str]]) -> None:
+    """Refuse to --resume a run whose datasets (hashed in its manifest) have changed: other cases."""
+    old_sets = stored.get("datasets")
+    for name, new in datasets.items():
+        old = old_sets.get(name) if isinstance(old_sets, dict) else None
+        if isinstance(old, dict) and old.get("sha256") == new["sha256"]:
+            continue
+        was = f"{old.get('path')} (sha256 {str(old.get('sha256'))[:12]})" if isinstance(old, dict) else "none"
+        raise EvalError(f"--resume: the {name} dataset differs from the one {out} was run with: it was "
+                        f"{was}, now {new['path']} (sha256 {new['sha256'][:12]})")
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "none"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
 
 
 async def run_async(config: RunConfig, on_warning: Callable[[str], None] = lambda _: None) -> RunResult:
-    """Run every model on every model benchmark and every --guard detector on every detector benchmark; records
-    already in the journal (a resumed run) are skipped."""
+    """Run every model on every model benchmark and every --guard detector on every detector benchmark; cases
+    already in the journal (a resumed run) are skipped unless their latest record is an error: those run
+    again, and the new record supersedes the old (read_records keeps the last record of each key)."""
     check_out_dir(config)
     benchmarks, samples, manifest, warnings = prepare(config)
     of_models = [b for b in benchmarks if not isinstance(b, DetectorBenchmark)]
@@ -244,7 +319,7 @@ async def run_async(config: RunConfig, on_warning: Callable[[str], None] = lambd
         on_warning(message)
     config.out.mkdir(parents=True, exist_ok=True)
     (config.out / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    done = {r["key"] for r in read_records(config.out / JOURNAL)}
+    done = {r["key"] for r in read_records(config.out / JOURNAL) if not r.get("error")}
     cache = ResponseCache(config.cache_dir) if config.cache_dir else None
     params = _params(config)
     judge_model = _load(config.judge, config) if config.judge else None

@@ -134,3 +134,72 @@ def test_judge_same_as_model_warns_loudly(tmp_path: Path, canned_server: Any) ->
                   "--out", str(tmp_path / "run"), "--no-cache", "--no-progress")
     assert done.returncode == 0, done.stderr
     assert "THE JUDGE IS THE MODEL UNDER TEST" in done.stderr
+
+
+def test_resume_runs_errored_cases_again(tmp_path: Path, canned_server: Any) -> None:
+    """A case whose latest record is an error runs again on --resume; its new record supersedes the old one in
+    the stats and in `purple report`, and cases that succeeded are never asked again."""
+    out = tmp_path / "run"
+    args = ["eval", "--model", spec(canned_server, "canned"), "--benchmark", "frr", "--concurrency", "1",
+            "--retries", "0", "--out", str(out), "--no-cache", "--no-progress"]
+    canned_server.fail_next = [500, 500]
+    try:
+        first = purple(*args)
+    finally:
+        canned_server.fail_next = []
+    assert first.returncode == 0 and "2 case(s) failed" in first.stderr, first.stderr
+    asked = len(canned_server.requests)
+    done = purple(*args, "--resume")
+    assert done.returncode == 0 and "failed" not in done.stderr, done.stderr
+    assert len(canned_server.requests) - asked == 2  # only the two errored cases
+    lines = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert len(lines) == 8 and len({r["key"] for r in lines}) == 6  # append-only: the later record wins
+    for run in (done, purple("report", str(out))):
+        assert run.returncode == 0 and "frr [" in run.stdout and "6 case(s), 0 error(s)" in run.stdout
+        entry = next(iter(json.loads((out / "stats.json").read_text())["benchmarks"]["frr"].values()))
+        assert entry["count"] == 6 and entry["errors"] == 0
+    again = purple(*args, "--resume")
+    assert again.returncode == 0 and len(canned_server.requests) - asked == 2  # nothing left to do
+
+
+def test_resume_is_checked_against_the_run(tmp_path: Path, canned_server: Any) -> None:
+    """--resume needs a run in --out made with the same settings; else one line, exit 2, nothing written."""
+    missing = tmp_path / "missing"
+    done = purple("eval", "--model", spec(canned_server, "canned"), "--benchmark", "frr", "--out",
+                  str(missing), "--resume", "--no-cache", "--no-progress")
+    assert done.returncode == 2 and "holds no run to finish" in done.stderr and not missing.exists()
+    out = tmp_path / "run"
+    base = ["eval", "--benchmark", "frr", "--limit", "2", "--out", str(out), "--no-cache", "--no-progress"]
+    assert purple(*base, "--model", spec(canned_server, "canned")).returncode == 0
+    before = {path: path.read_bytes() for path in out.rglob("*")}
+    for changed, named in ((["--model", spec(canned_server, "other")], "--model"),
+                           (["--model", spec(canned_server, "canned"), "--limit", "3"], "--limit"),
+                           (["--model", spec(canned_server, "canned"), "--benchmark", "frr,canary_exploit"],
+                            "--benchmark"),
+                           (["--model", spec(canned_server, "canned"), "--max-tokens", "7"], "max_tokens")):
+        done = purple(*base, *changed, "--resume")
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and "was run with" in done.stderr
+        assert named in done.stderr
+        assert {path: path.read_bytes() for path in out.rglob("*")} == before
+    assert purple(*base, "--model", spec(canned_server, "canned"), "--resume").returncode == 0
+
+
+def test_deeply_nested_lines_do_not_break_report_or_resume(tmp_path: Path, canned_server: Any) -> None:
+    """A line nested too deeply for json.loads (RecursionError) is skipped like a torn one in records.jsonl,
+    and a response-cache entry holding one is asked again."""
+    out, cache = tmp_path / "run", tmp_path / "cache"
+
+    def run(folder: Path, *more: str) -> subprocess.CompletedProcess[str]:
+        return purple("eval", "--model", spec(canned_server, "canned"), "--benchmark", "frr", "--limit", "2",
+                      "--out", str(folder), "--cache-dir", str(cache), "--no-progress", *more)
+
+    assert run(out).returncode == 0
+    with open(out / "records.jsonl", "a") as handle:
+        handle.write("[" * 100_000 + "\n")
+    for entry in cache.glob("*/*.json"):
+        entry.write_text("[" * 100_000)
+    for done in (purple("report", str(out)), run(out, "--resume"), run(tmp_path / "again")):
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+        assert "2 case(s), 0 error(s)" in done.stdout
+    assert all(json.loads(entry.read_text())["text"] for entry in cache.glob("*/*.json"))  # asked again

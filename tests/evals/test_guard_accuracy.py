@@ -105,6 +105,8 @@ def test_loads_jsonl_and_json_lists(tmp_path: Path) -> None:
     ('{"id": 1, "text": "a", "label": 0}\n{"id": "1", "text": "b", "label": 1}\n', "repeats id '1'"),
     ("[1]", "test case 0 is not a JSON object"),
     ("", "holds no test cases"),
+    ('{"text": "a", "label": 0}\n' + "[" * 100_000 + "\n", "line 2 is nested too deeply to read"),
+    ("[" * 100_000, "nested too deeply to read"),
 ])
 def test_bad_sets_are_one_readable_error(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "set.jsonl"

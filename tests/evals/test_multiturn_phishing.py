@@ -237,11 +237,16 @@ def test_end_to_end_resume_and_cache(tmp_path: Path, servers: tuple[OpenAIServer
     assert "<h4>by goal</h4>" in html and "[attacker] Hi! Your parcel is held" in html
     assert "<img src=x" not in html and "&lt;img src=x onerror=" in html
 
-    judge_calls = len(judge.requests)
-    purple_eval(servers, data, out, "--resume")  # adds Walter only: five turns, then a garbage grade
-    lines = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
-    assert len(lines) == len({r["key"] for r in lines}) == 3
-    assert len(judge.requests) - judge_calls == 5 * 2 + 1
+    full = tmp_path / "full"
+    purple_eval(servers, data, full)  # Walter: five turns, then a garbage grade (an error record)
+    judge_calls, attacker_calls = len(judge.requests), len(attacker.requests)
+    purple_eval(servers, data, full, "--resume")  # runs Walter again only, his turns from the cache
+    assert len(judge.requests) - judge_calls == 5 * 2 + 1 and len(attacker.requests) == attacker_calls
+    lines = [json.loads(line) for line in (full / "records.jsonl").read_text().splitlines()]
+    assert len(lines) == 4 and len({r["key"] for r in lines}) == 3 and lines[-1]["key"] == lines[-2]["key"]
+    stats = json.loads((full / "stats.json").read_text())["benchmarks"]["multiturn_phishing"]
+    entry = next(iter(stats.values()))
+    assert entry["count"] == 3 and entry["errors"] == 1  # the latest record of each case
     walter = lines[-1]
     assert walter["error"] == "judge: answer is not the JSON grade" and walter["scores"] == {}
     assert walter["response"].count("[attacker]") == 5 and walter["groups"] == {"goal": VPN_GOAL}

@@ -8,10 +8,13 @@ import pytest
 from purple.evals.benchmark import EvalError, Generated, Sample, even_stride
 from purple.evals.bleu import sentence_bleu
 from purple.evals.cache import ResponseCache, cache_key
+from purple.evals.canary_exploit import result_of
 from purple.evals.journal import Journal, read_records
+from purple.evals.judges import parse_json_object
 from purple.evals.refusal import is_refusal
 from purple.evals.registry import BENCHMARKS, get_benchmark
 from purple.evals.runner import generated_dataset
+from purple.evals.sandbox import Outcome
 from purple.models.base import GenerationParams
 from purple.report.thresholds import ThresholdError, parse_threshold
 from purple.resources import data_dir
@@ -51,6 +54,24 @@ def test_journal_cuts_torn_line_and_dedupes(tmp_path: Path) -> None:
     records = read_records(path)
     assert [(r["key"], r["v"]) for r in records] == [("a", 1), ("b", 2), ("c", 1)]
     assert all(json.loads(line) for line in path.read_text().splitlines())
+
+
+def test_deeply_nested_json_is_an_unreadable_line(tmp_path: Path) -> None:
+    """json.loads raises RecursionError on deep nesting, not ValueError: each reader takes it as bad input."""
+    deep = "[" * 100_000
+    path = tmp_path / "records.jsonl"
+    path.write_text(f'{{"key": "a"}}\n{deep}\n{{"key": "b"}}\n')
+    assert [r["key"] for r in read_records(path)] == ["a", "b"]
+    cache, key = ResponseCache(tmp_path / "cache"), "ab" + "0" * 62
+    cache.put(key, "hello")
+    (tmp_path / "cache" / "ab" / f"{key}.json").write_text(deep)
+    assert cache.get(key) is None  # asked again, like a corrupt entry
+    dataset = tmp_path / "frr.json"
+    dataset.write_text(deep)
+    with pytest.raises(EvalError, match="nested too deeply"):
+        get_benchmark("frr").load(dataset)
+    assert parse_json_object("{" + '"a": ' + deep + "}", ["a"]) is None
+    assert result_of(Outcome(0, deep + "\n", ""), 3) == (0, "program printed no result")
 
 
 def test_cache_is_content_addressed(tmp_path: Path) -> None:
