@@ -19,7 +19,7 @@ from purple import __version__
 EXIT_OK, EXIT_POLICY, EXIT_ERROR = 0, 1, 2
 
 
-class FloatRange(click.FloatRange):
+class FiniteFloatRange(click.FloatRange):
     """click's FloatRange without NaN, which passes its bounds (every comparison with NaN is false)."""
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
@@ -120,7 +120,8 @@ def _text_report(results: Sequence[Any], treatment_of: dict[Any, Any], semgrep_o
 @click.option("--rules", "rule_dirs", multiple=True, type=click.Path(), help="Extra rules folder (same id replaces).")
 @click.option("--no-builtin-rules", is_flag=True, help="Use only the --rules folders.")
 @click.option("--no-semgrep", is_flag=True, help="Regex tier only.")
-@click.option("--semgrep-timeout", type=FloatRange(0, 86_400, min_open=True), default=300.0, show_default=True,
+@click.option("--semgrep-timeout", type=FiniteFloatRange(0, 86_400, min_open=True),
+              default=300.0, show_default=True,
               help="Seconds per semgrep run.")
 @click.option("--max-file-size", type=click.IntRange(1), default=2_000_000, show_default=True,
               help="Bytes; larger files are skipped.")
@@ -258,7 +259,7 @@ def scan(
 @click.option("--version", "guard_version", help="Llama Guard version: 1, 2, 3-1b, 3-8b, 3-11b-vision, 4 (default: from the name).")
 @click.option("--categories", help="Codes to keep (S1,S9,S10) or a taxonomy YAML file.")
 @click.option("--exclude", help="Codes to leave out, e.g. S6,S7.")
-@click.option("--threshold", type=FloatRange(0, 1),
+@click.option("--threshold", type=FiniteFloatRange(0, 1),
               help="Unsafe when P(unsafe) >= this [default: 0.5; purple-content: the model's own].")
 @click.option("--no-codes", is_flag=True, help="Score only: do not generate category codes for unsafe conversations.")
 @click.option("--mode", type=click.Choice(["auto", "chat", "completions"]), default="auto", show_default=True,
@@ -269,7 +270,8 @@ def scan(
 @click.option("--device", help="Local models: cpu, cuda, cuda:1 (default: a GPU when present).")
 @click.option("--batch-size", type=click.IntRange(1), help="Local models: conversations per forward pass.")
 @click.option("--concurrency", type=click.IntRange(1, 512), help="API models: requests in flight.")
-@click.option("--timeout", "timeout_s", type=FloatRange(0, min_open=True), help="API models: seconds per request.")
+@click.option("--timeout", "timeout_s", type=FiniteFloatRange(0, min_open=True),
+              help="API models: seconds per request.")
 @click.option("--top-logprobs", type=click.IntRange(1), default=20, show_default=True,
               help="API models: alternatives asked for per token (servers cap it).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write the verdicts here.")
@@ -410,8 +412,9 @@ def guard(
 @click.option("--role", type=click.Choice(["user", "tool"]),
               help="Score as user text or third-party text (tool output, documents). Default: TEXT is user text; "
                    "--input items by the role of their last message.")
-@click.option("--threshold", type=FloatRange(0, 1), help="Flag at or above this score (default: the model's).")
-@click.option("--temperature", type=FloatRange(0, min_open=True), default=1.0, show_default=True,
+@click.option("--threshold", type=FiniteFloatRange(0, 1),
+              help="Flag at or above this score (default: the model's).")
+@click.option("--temperature", type=FiniteFloatRange(0, min_open=True), default=1.0, show_default=True,
               help="Softmax temperature applied to the logits.")
 @click.option("--no-normalize", is_flag=True, help="Score the raw text: do not undo evasions first.")
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True,
@@ -555,7 +558,8 @@ def _guard_line(row: dict[str, Any], numbered: bool) -> str:
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="Port (0: any free one).")
 @click.option("--audit-log", type=click.Path(dir_okay=False), default="purple-audit.jsonl", show_default=True,
               help="Append-only JSONL record of every decision (fsynced before each answer).")
-@click.option("--timeout", "timeout_s", type=FloatRange(0, min_open=True), default=120.0, show_default=True,
+@click.option("--timeout", "timeout_s", type=FiniteFloatRange(0, min_open=True),
+              default=120.0, show_default=True,
               help="Seconds to wait for the upstream.")
 @click.option("--max-body-bytes", type=click.IntRange(1), default=4_000_000, show_default=True,
               help="Largest request body accepted.")
@@ -652,13 +656,14 @@ def _finish_report(run_dir: Path, thresholds: Sequence[Any], baseline: str | Non
 @click.option("--data-dir", type=click.Path(file_okay=False), help="CyberSecEval datasets folder (default: the sets shipped in benchmarks/cyberseceval).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Response cache (default ~/.cache/purple/responses).")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the response cache.")
-@click.option("--timeout", "timeout_s", type=FloatRange(0, min_open=True), default=120.0, show_default=True,
+@click.option("--timeout", "timeout_s", type=FiniteFloatRange(0, min_open=True),
+              default=120.0, show_default=True,
               help="Seconds per request (API models).")
 @click.option("--retries", type=click.IntRange(0), default=3, show_default=True, help="Retries per request (API models).")
 @click.option("--max-tokens", type=click.IntRange(1), default=1024, show_default=True)
 @click.option("--fail-on", "fail_on", multiple=True, metavar="EXPR", help="e.g. 'instruct.vulnerable_rate>0.2' (repeatable).")
 @click.option("--baseline", type=click.Path(), help="An earlier run folder to compare with.")
-@click.option("--regression-tolerance", "tolerance", type=FloatRange(0), default=0.0, show_default=True,
+@click.option("--regression-tolerance", "tolerance", type=FiniteFloatRange(0), default=0.0, show_default=True,
               help="With --baseline: how much worse (absolute) a --fail-on metric may get before it fails.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def eval_command(models: tuple[str, ...], benchmarks: str, judge: str | None, guards: tuple[str, ...],
@@ -708,7 +713,7 @@ def eval_command(models: tuple[str, ...], benchmarks: str, judge: str | None, gu
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--fail-on", "fail_on", multiple=True, metavar="EXPR", help="e.g. 'frr.refusal_rate>0.3' (repeatable).")
 @click.option("--baseline", type=click.Path(), help="An earlier run folder to compare with.")
-@click.option("--regression-tolerance", "tolerance", type=FloatRange(0),
+@click.option("--regression-tolerance", "tolerance", type=FiniteFloatRange(0),
               help="With --baseline: how much worse (absolute) a --fail-on metric may get before it fails "
                    "[default: the run's, else 0].")
 def report_command(run_dir: str, fail_on: tuple[str, ...], baseline: str | None, tolerance: float | None) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -341,36 +343,41 @@ def test_human_review_passes_through_and_is_marked(upstream: StreamingServer, tm
     assert next(read_records(tmp_path / "audit.jsonl"))["decision"] == "human_review"
 
 
-class _Broken(BaseHTTPRequestHandler):
-    """An upstream that answers 200 with HTML, and streams that break off with unreadable events."""
+@contextmanager
+def fixed_upstream(content_type: str, whole: bytes, streamed: bytes) -> Iterator[str]:
+    """An upstream on 127.0.0.1 that answers every POST 200 with `whole`, or with the event stream `streamed`
+    when asked to stream; yields its base URL."""
 
-    def log_message(self, *args: Any) -> None:
-        pass
+    class Fixed(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server naming
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.send_response(200)
-        if body.get("stream"):
-            self.send_header("Content-Type", "text/event-stream")
+        def do_POST(self) -> None:  # noqa: N802 - http.server naming
+            stream = json.loads(self.rfile.read(int(self.headers["Content-Length"]))).get("stream")
+            data = streamed if stream else whole
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream" if stream else content_type)
+            self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(b"data: {not json}\n\n")
-        else:
-            self.send_header("Content-Type", "text/html")
-            self.end_headers()
-            self.wfile.write(b"<html>gateway page</html>")
+            self.wfile.write(data)
 
-
-def test_an_upstream_that_does_not_speak_the_protocol(tmp_path: Path) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Broken)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Fixed)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-        with ProxyThread(Firewall(policy()), url, tmp_path / "audit.jsonl") as running:
-            answer = ask(running.url, "hello")
-            events = stream_events(running.url, "hello")
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_an_upstream_that_does_not_speak_the_protocol(tmp_path: Path) -> None:
+    """200 with an HTML page, and a stream whose event is not JSON."""
+    with (
+        fixed_upstream("text/html", b"<html>gateway page</html>", b"data: {not json}\n\n") as url,
+        ProxyThread(Firewall(policy()), url, tmp_path / "audit.jsonl") as running,
+    ):
+        answer = ask(running.url, "hello")
+        events = stream_events(running.url, "hello")
     assert answer.status_code == 502 and answer.json()["error"]["code"] == "bad_upstream"
     assert (
         events[-1]["error"]["code"] == "bad_upstream"
@@ -383,35 +390,14 @@ def test_an_upstream_that_does_not_speak_the_protocol(tmp_path: Path) -> None:
     ]
 
 
-def _canned_upstream(message: dict[str, Any]) -> ThreadingHTTPServer:
-    """An upstream whose answer is `message` (as a whole message, or streamed as one delta)."""
-
-    class Canned(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def do_POST(self) -> None:  # noqa: N802 - http.server naming
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            self.send_response(200)
-            if body.get("stream"):
-                self.send_header("Content-Type", "text/event-stream")
-                self.end_headers()
-                chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
-                         "choices": [{"index": 0, "delta": message, "finish_reason": None}]}
-                self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\ndata: [DONE]\n\n")
-            else:
-                answer = {"id": "c", "object": "chat.completion", "created": 0, "model": "m",
-                          "choices": [{"index": 0, "message": {"role": "assistant", **message},
-                                       "finish_reason": "stop"}]}
-                data = json.dumps(answer).encode()
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Canned)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+def canned_upstream(message: dict[str, Any]) -> AbstractContextManager[str]:
+    """An upstream whose answer is `message`: as a whole message, or streamed as one delta."""
+    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+             "choices": [{"index": 0, "delta": message, "finish_reason": None}]}
+    answer = {"id": "c", "object": "chat.completion", "created": 0, "model": "m",
+              "choices": [{"index": 0, "message": {"role": "assistant", **message}, "finish_reason": "stop"}]}
+    return fixed_upstream("application/json", json.dumps(answer).encode(),
+                          b"data: " + json.dumps(chunk).encode() + b"\n\ndata: [DONE]\n\n")
 
 
 @pytest.mark.parametrize(
@@ -424,20 +410,19 @@ def _canned_upstream(message: dict[str, Any]) -> ThreadingHTTPServer:
     ],
     ids=["function_call", "reasoning_content", "reasoning_object", "refusal_beside_content"],
 )
-def test_every_part_of_the_answer_is_scanned_whole_and_streamed(message: dict[str, Any], tmp_path: Path) -> None:
-    server = _canned_upstream(message)
+def test_every_part_of_the_answer_is_scanned_whole_and_streamed(
+    message: dict[str, Any], tmp_path: Path
+) -> None:
     scanned = policy(roles={"user": ["evil"], "assistant": ["evil"]})
-    try:
-        with ProxyThread(Firewall(scanned), f"http://127.0.0.1:{server.server_address[1]}/v1",
-                         tmp_path / "audit.jsonl") as running:
-            whole = ask(running.url, "hello")
-            with httpx.stream("POST", f"{running.url}/chat/completions", headers=AUTH, timeout=60,
-                              json={"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
-                              ) as response:
-                streamed = response.read().decode()
-    finally:
-        server.shutdown()
-        server.server_close()
+    with (
+        canned_upstream(message) as url,
+        ProxyThread(Firewall(scanned), url, tmp_path / "audit.jsonl") as running,
+    ):
+        whole = ask(running.url, "hello")
+        with httpx.stream("POST", f"{running.url}/chat/completions", headers=AUTH, timeout=60,
+                          json={"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+                          ) as response:
+            streamed = response.read().decode()
     assert whole.status_code == 400 and whole.json()["error"]["code"] == "content_filter"
     events = [json.loads(line[6:]) for line in streamed.splitlines() if line.startswith("data: {")]
     assert not any("choices" in e for e in events)  # nothing of the answer went out
@@ -445,13 +430,10 @@ def test_every_part_of_the_answer_is_scanned_whole_and_streamed(message: dict[st
 
 
 def test_streamed_content_that_is_not_text_is_not_passed_on(tmp_path: Path) -> None:
-    server = _canned_upstream({"content": [{"type": "text", "text": "an evil plan"}]})
-    try:
-        with ProxyThread(Firewall(policy()), f"http://127.0.0.1:{server.server_address[1]}/v1",
-                         tmp_path / "audit.jsonl") as running:
-            events = stream_events(running.url, "hello")
-    finally:
-        server.shutdown()
-        server.server_close()
+    with (
+        canned_upstream({"content": [{"type": "text", "text": "an evil plan"}]}) as url,
+        ProxyThread(Firewall(policy()), url, tmp_path / "audit.jsonl") as running,
+    ):
+        events = stream_events(running.url, "hello")
     assert len(events) == 1 and events[0]["error"]["code"] == "bad_upstream"
     assert "content is not text" in events[0]["error"]["message"]
