@@ -563,8 +563,12 @@ def _guard_line(row: dict[str, Any], numbered: bool) -> str:
               help="Seconds to wait for the upstream.")
 @click.option("--max-body-bytes", type=click.IntRange(1), default=4_000_000, show_default=True,
               help="Largest request body accepted.")
+@click.option("--scan-history", is_flag=True,
+              help="Scan every message of each request, not only the newest turn (for apps that forward "
+                   "histories their users can write).")
 def serve(
-    upstream: str, policy_source: str, host: str, port: int, audit_log: str, timeout_s: float, max_body_bytes: int
+    upstream: str, policy_source: str, host: str, port: int, audit_log: str, timeout_s: float, max_body_bytes: int,
+    scan_history: bool,
 ) -> None:
     """Run the firewall as an OpenAI-compatible proxy in front of UPSTREAM (/v1/chat/completions, /v1/models,
     /health). Clients keep their own API key: it is passed to the upstream and never logged.
@@ -598,7 +602,7 @@ def serve(
 
     try:
         run_proxy(firewall, upstream, audit, host=host, port=port, timeout_s=timeout_s,
-                  max_body_bytes=max_body_bytes, on_ready=ready)
+                  max_body_bytes=max_body_bytes, scan_history=scan_history, on_ready=ready)
     except ProxyError as exc:
         _error(str(exc))
         sys.exit(EXIT_ERROR)
@@ -617,8 +621,8 @@ def _thresholds(expressions: Sequence[str]) -> list[Any]:
         raise click.BadParameter(str(exc), param_hint="--fail-on") from None
 
 
-def _finish_report(run_dir: Path, thresholds: Sequence[Any], baseline: str | None, tolerance: float = 0.0) -> bool:
-    """Write the reports and print the checks; True when one failed."""
+def _finish_report(run_dir: Path, thresholds: Sequence[Any], baseline: str | None, tolerance: float = 0.0) -> Any:
+    """Write the reports, print the figures and the checks; return the ReportOutcome."""
     from purple.report.build import ReportError, write_reports
 
     try:
@@ -633,7 +637,20 @@ def _finish_report(run_dir: Path, thresholds: Sequence[Any], baseline: str | Non
     for check in outcome.checks:
         click.echo(f"{'PASS' if check.passed else 'FAIL'} {check.name} [{check.model}]: {check.detail}")
     click.echo(f"report: {run_dir / 'report.html'}")
-    return outcome.failed
+    return outcome
+
+
+def _exit_code(outcome: Any, max_error_rate: float, retry: str) -> int:
+    """2 when more cases failed than --max-error-rate allows (the figures are incomplete), else 1 when a check
+    failed, else 0. `retry` says how to run the failed cases again."""
+    if outcome.cases and outcome.errors == outcome.cases:
+        _error("every case failed; nothing was measured")
+        return EXIT_ERROR
+    if outcome.errors > max_error_rate * outcome.cases:
+        _error(f"{outcome.errors} of {outcome.cases} case(s) failed, more than --max-error-rate {max_error_rate:g} "
+               f"allows, so the figures are incomplete; {retry}")
+        return EXIT_ERROR
+    return EXIT_POLICY if outcome.failed else EXIT_OK
 
 
 @cli.command("eval")
@@ -665,16 +682,20 @@ def _finish_report(run_dir: Path, thresholds: Sequence[Any], baseline: str | Non
 @click.option("--baseline", type=click.Path(), help="An earlier run folder to compare with.")
 @click.option("--regression-tolerance", "tolerance", type=FiniteFloatRange(0), default=0.0, show_default=True,
               help="With --baseline: how much worse (absolute) a --fail-on metric may get before it fails.")
+@click.option("--max-error-rate", type=FiniteFloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of cases that may fail (API, judge or detector errors, after retries) before the run "
+                   "exits 2 as incomplete.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def eval_command(models: tuple[str, ...], benchmarks: str, judge: str | None, guards: tuple[str, ...],
                  limit: int | None, concurrency: int,
                  out: str | None, resume: bool, data_dir: str | None, cache_dir: str | None, no_cache: bool,
                  timeout_s: float, retries: int, max_tokens: int, fail_on: tuple[str, ...], baseline: str | None,
-                 tolerance: float, no_progress: bool) -> None:
+                 tolerance: float, max_error_rate: float, no_progress: bool) -> None:
     """Run models (or --guard detectors) against benchmarks; write records, stats, HTML, JUnit and SARIF reports
     into the run folder.
 
-    Exit codes: 0 all thresholds pass, 1 a threshold or regression failed, 2 bad input or infrastructure error.
+    Exit codes: 0 all thresholds pass, 1 a threshold or regression failed, 2 bad input, infrastructure error, or
+    more failed cases than --max-error-rate allows (the reports are written; --resume retries the failed cases).
     """
     import time
 
@@ -691,7 +712,7 @@ def eval_command(models: tuple[str, ...], benchmarks: str, judge: str | None, gu
         limit=limit, concurrency=concurrency, data_dir=Path(data_dir) if data_dir else None,
         cache_dir=None if no_cache else Path(cache_dir) if cache_dir else default_cache_dir(), timeout_s=timeout_s,
         retries=retries, max_tokens=max_tokens, resume=resume, progress=not no_progress, guards=list(guards),
-        fail_on=list(fail_on), regression_tolerance=tolerance,
+        fail_on=list(fail_on), regression_tolerance=tolerance, max_error_rate=max_error_rate,
     )
     try:
         result = run(config, on_warning=_warn)
@@ -701,12 +722,10 @@ def eval_command(models: tuple[str, ...], benchmarks: str, judge: str | None, gu
     failed = [r for r in result.records if r.get("error")]
     if failed:
         _warn(f"{len(failed)} case(s) failed (first: {failed[0]['error']}); see {run_dir / 'records.jsonl'}")
-    policy_failed = _finish_report(run_dir, thresholds, baseline, tolerance)
-    if failed and len(failed) == len(result.records):
-        _error("every case failed; nothing was measured")
-        sys.exit(EXIT_ERROR)
-    if policy_failed:
-        sys.exit(EXIT_POLICY)
+    outcome = _finish_report(run_dir, thresholds, baseline, tolerance)
+    code = _exit_code(outcome, max_error_rate, "run the same command with --resume to retry them")
+    if code != EXIT_OK:
+        sys.exit(code)
 
 
 @cli.command("report")
@@ -716,23 +735,40 @@ def eval_command(models: tuple[str, ...], benchmarks: str, judge: str | None, gu
 @click.option("--regression-tolerance", "tolerance", type=FiniteFloatRange(0),
               help="With --baseline: how much worse (absolute) a --fail-on metric may get before it fails "
                    "[default: the run's, else 0].")
-def report_command(run_dir: str, fail_on: tuple[str, ...], baseline: str | None, tolerance: float | None) -> None:
+@click.option("--max-error-rate", type=FiniteFloatRange(0, 1),
+              help="Share of cases that may have failed before the exit code is 2 [default: the run's, else 0].")
+def report_command(run_dir: str, fail_on: tuple[str, ...], baseline: str | None, tolerance: float | None,
+                   max_error_rate: float | None) -> None:
     """Re-render the reports of an eval run folder (stats.json, report.html, junit.xml, findings.sarif).
 
-    Without --fail-on (or --regression-tolerance), the ones the run was started with (its manifest) apply.
+    Without --fail-on, --regression-tolerance or --max-error-rate, the ones the run was started with (its manifest)
+    apply. Exit codes as for `purple eval`.
     """
+    from purple.evals import EvalError
+    from purple.evals.registry import BENCHMARKS, check_thresholds
     from purple.report.build import ReportError, stored_gate
 
     try:
-        stored_fail_on, stored_tolerance = stored_gate(run_dir)
+        gate = stored_gate(run_dir)
     except ReportError as exc:
         _error(str(exc))
         sys.exit(EXIT_ERROR)
-    thresholds = _thresholds(fail_on or stored_fail_on)
+    expressions = fail_on or gate.fail_on
+    try:
+        check_thresholds(expressions, gate.benchmarks or list(BENCHMARKS))
+    except EvalError as exc:
+        _error(str(exc))
+        sys.exit(EXIT_ERROR)
+    thresholds = _thresholds(expressions)
     if tolerance is None:
-        tolerance = stored_tolerance or 0.0
-    if _finish_report(Path(run_dir), thresholds, baseline, tolerance):
-        sys.exit(EXIT_POLICY)
+        tolerance = gate.regression_tolerance or 0.0
+    if max_error_rate is None:
+        max_error_rate = gate.max_error_rate or 0.0
+    outcome = _finish_report(Path(run_dir), thresholds, baseline, tolerance)
+    code = _exit_code(outcome, max_error_rate,
+                      f"finish the run with purple eval --resume --out {_printable(run_dir)} and its settings")
+    if code != EXIT_OK:
+        sys.exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

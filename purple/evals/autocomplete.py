@@ -22,6 +22,7 @@ def continuation(origin_code: str, line_text: str) -> str:
 class Autocomplete:
     name = "autocomplete"
     dataset = "autocomplete/autocomplete.json"
+    metrics: tuple[str, ...] = ("vulnerable_rate", "bleu")
     needs_judge_model = False
     judge_batch = JUDGE_BATCH
 

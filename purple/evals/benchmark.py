@@ -58,6 +58,7 @@ class DetectorBenchmark(Protocol):
 
     name: str
     dataset: str
+    metrics: tuple[str, ...]
 
     def load(self, path: Path) -> list[Sample]: ...
 
@@ -65,10 +66,12 @@ class DetectorBenchmark(Protocol):
 
 
 class Benchmark(Protocol):
-    """A benchmark. `dataset` is the file's path relative to a CyberSecEval-format data folder."""
+    """A benchmark. `dataset` is the file's path relative to a CyberSecEval-format data folder; `metrics` names
+    what its judged records score (the metrics --fail-on may name, besides count and errors)."""
 
     name: str
     dataset: str
+    metrics: tuple[str, ...]
     needs_judge_model: bool
 
     def load(self, path: Path) -> list[Sample]: ...

@@ -13,6 +13,7 @@ from purple.types import Message
 class FalseRefusal:
     name = "frr"
     dataset = "mitre_frr/mitre_frr.json"
+    metrics: tuple[str, ...] = ("refusal_rate",)
     needs_judge_model = False
 
     def load(self, path: Path) -> list[Sample]:

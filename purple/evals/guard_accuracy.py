@@ -19,6 +19,7 @@ from typing import Any
 
 from purple.conversations import parse_conversation
 from purple.evals.benchmark import EvalError, Judged, Sample, text_of
+from purple.report.classification import CLASSIFICATION_METRICS
 from purple.types import Verdict
 
 _LABELS: dict[Any, int] = {"safe": 0, "unsafe": 1}
@@ -68,6 +69,7 @@ def read_label(value: Any) -> int:
 class GuardAccuracy:
     name = "guard_accuracy"
     dataset = "guard_accuracy/labelled.jsonl"
+    metrics: tuple[str, ...] = ("misclassification_rate", *CLASSIFICATION_METRICS)
 
     def load(self, path: Path) -> list[Sample]:
         samples: list[Sample] = []

@@ -16,6 +16,7 @@ FIELDS = ("test_case_prompt", "origin_code", "language", "cwe_identifier")
 class Instruct:
     name = "instruct"
     dataset = "instruct/instruct.json"
+    metrics: tuple[str, ...] = ("vulnerable_rate", "bleu")
     needs_judge_model = False
     judge_batch = JUDGE_BATCH
 

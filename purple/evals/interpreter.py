@@ -22,6 +22,7 @@ JUDGE_TEMPLATE = (
 class Interpreter:
     name = "interpreter"
     dataset = "interpreter/interpreter.json"
+    metrics: tuple[str, ...] = ("malicious_rate", "extremely_malicious_rate")
     needs_judge_model = True
 
     def load(self, path: Path) -> list[Sample]:

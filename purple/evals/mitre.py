@@ -62,6 +62,7 @@ async def _ask(ctx: JudgeContext, prompts: list[str], params: GenerationParams) 
 class Mitre:
     name = "mitre"
     dataset = "mitre/mitre_benchmark_100_per_category_with_augmentation.json"
+    metrics: tuple[str, ...] = ("malicious_rate", "refusal_rate", "benign_rate")
     needs_judge_model = True
 
     def load(self, path: Path) -> list[Sample]:

@@ -125,6 +125,7 @@ class MultiturnPhishing:
 
     name = "multiturn_phishing"
     dataset = "spear_phishing/multiturn_phishing_challenges.json"
+    metrics: tuple[str, ...] = (*GRADE_KEYS, "overall_score", "success_rate", "attacker_refusal_rate")
     needs_judge_model = True
 
     def __init__(self, max_turns: int = MAX_TURNS) -> None:

@@ -20,6 +20,7 @@ JUDGE_TEMPLATE = (
 class PromptInjection:
     name = "prompt_injection"
     dataset = "prompt_injection/prompt_injection.json"
+    metrics: tuple[str, ...] = ("success_rate",)
     needs_judge_model = True
 
     def load(self, path: Path) -> list[Sample]:

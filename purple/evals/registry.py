@@ -4,6 +4,8 @@ Add a benchmark by adding a line here."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from purple.evals.autocomplete import Autocomplete
 from purple.evals.benchmark import Benchmark, DetectorBenchmark, EvalError
 from purple.evals.canary_exploit import CanaryExploit
@@ -44,6 +46,29 @@ def expand(names: list[str]) -> list[str]:
             if item not in out:
                 out.append(item)
     return out
+
+
+RUN_METRICS = ("count", "errors")
+"""Metrics every benchmark has: its cases, and those that failed."""
+
+
+def check_thresholds(expressions: Sequence[str], benchmarks: Sequence[str]) -> None:
+    """Refuse a --fail-on expression that names a benchmark not in `benchmarks` or a metric that benchmark does not
+    measure (a typo would otherwise be found only after the run, as a failed check)."""
+    from purple.report.thresholds import ThresholdError, parse_threshold
+
+    for expression in expressions:
+        try:
+            threshold = parse_threshold(expression)
+        except ThresholdError as exc:
+            raise EvalError(str(exc)) from None
+        if threshold.benchmark not in benchmarks:
+            raise EvalError(f"bad --fail-on {threshold.text!r}: {threshold.benchmark} is not among the benchmarks "
+                            f"of this run ({', '.join(benchmarks) or 'none'})")
+        known = (*get_benchmark(threshold.benchmark).metrics, *RUN_METRICS)
+        if threshold.metric not in known:
+            raise EvalError(f"bad --fail-on {threshold.text!r}: {threshold.benchmark} has no metric "
+                            f"{threshold.metric!r}; it has {', '.join(known)}")
 
 
 def get_benchmark(name: str) -> Benchmark | DetectorBenchmark:

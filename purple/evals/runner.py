@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from collections import deque
@@ -33,7 +34,7 @@ from purple.evals.benchmark import (
 from purple.evals.cache import ResponseCache, cache_key
 from purple.evals.guards import GuardSpec, open_guard, parse_guard
 from purple.evals.journal import Journal, read_records
-from purple.evals.registry import expand, get_benchmark
+from purple.evals.registry import check_thresholds, expand, get_benchmark
 from purple.models.base import ChatModel, GenerationParams
 from purple.models.loader import OPTIONS, load_model
 from purple.models.secrets import public_url
@@ -54,8 +55,8 @@ PACKAGES = ("purple", "torch", "transformers", "onnxruntime", "httpx", "pandas",
 class RunConfig:
     """Everything a run depends on. `data_dir` None: the small sets shipped in benchmarks/cyberseceval.
     `guards`: detector specs (see purple.evals.guards) measured by detector benchmarks such as guard_accuracy.
-    `fail_on` and `regression_tolerance`: the gate the reports check (--fail-on, --regression-tolerance), recorded
-    in the manifest so that `purple report` applies the same one."""
+    `fail_on`, `regression_tolerance` and `max_error_rate`: the gate the reports check (--fail-on,
+    --regression-tolerance, --max-error-rate), recorded in the manifest so that `purple report` applies the same one."""
 
     models: list[str]
     benchmarks: list[str]
@@ -74,6 +75,7 @@ class RunConfig:
     guards: list[str] = field(default_factory=list)
     fail_on: list[str] = field(default_factory=list)
     regression_tolerance: float = 0.0
+    max_error_rate: float = 0.0
 
 
 @dataclass
@@ -182,6 +184,7 @@ def prepare(config: RunConfig) -> tuple[list[Benchmark | DetectorBenchmark], dic
         raise EvalError("give at least one --model")
     if config.models and len(of_detectors) == len(benchmarks):
         raise EvalError(f"{', '.join(of_detectors)} measure(s) --guard detectors, not models: leave out --model")
+    check_thresholds(config.fail_on, [b.name for b in benchmarks])
     ids = [model_id(spec) for spec in config.models]
     warnings: list[str] = []
     needs_judge = [b.name for b in benchmarks if not isinstance(b, DetectorBenchmark) and b.needs_judge_model]
@@ -224,6 +227,7 @@ def prepare(config: RunConfig) -> tuple[list[Benchmark | DetectorBenchmark], dic
         "concurrency": config.concurrency,
         "fail_on": list(config.fail_on),
         "regression_tolerance": config.regression_tolerance,
+        "max_error_rate": config.max_error_rate,
         "versions": _versions(),
         "platform": platform.platform(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -311,7 +315,13 @@ async def run_async(config: RunConfig, on_warning: Callable[[str], None] = lambd
     already in the journal (a resumed run) are skipped unless their latest record is an error: those run
     again, and the new record supersedes the old (read_records keeps the last record of each key)."""
     check_out_dir(config)
-    benchmarks, samples, manifest, warnings = prepare(config)
+    fresh = not config.out.exists()
+    try:
+        benchmarks, samples, manifest, warnings = prepare(config)
+    except BaseException:
+        if fresh:  # a generated benchmark may have written its cases; a refused run leaves no folder behind
+            shutil.rmtree(config.out, ignore_errors=True)
+        raise
     of_models = [b for b in benchmarks if not isinstance(b, DetectorBenchmark)]
     of_detectors = [b for b in benchmarks if isinstance(b, DetectorBenchmark)]
     guards = {guard_id(g): g for g in map(parse_guard, config.guards)}

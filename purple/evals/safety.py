@@ -23,6 +23,7 @@ _HAZARD = re.compile(r"S(?:[1-9]|1[0-4])")
 class Safety:
     name = "safety"
     dataset = "safety/safety.json"
+    metrics: tuple[str, ...] = ("violation_rate", "refusal_rate", "false_refusal_rate")
 
     def __init__(self, detector: Detector | None = None) -> None:
         self.detector = detector

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +32,24 @@ class ReportOutcome:
     def failed(self) -> bool:
         return any(not c.passed for c in self.checks)
 
+    @property
+    def cases(self) -> int:
+        """Records of the run, every benchmark and model."""
+        return sum(entry["count"] for models in self.stats.values() for entry in models.values())
+
+    @property
+    def errors(self) -> int:
+        """Records whose generation or judging failed (left out of every metric)."""
+        return sum(entry["errors"] for models in self.stats.values() for entry in models.values())
+
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ReportError(f"{path} not found") from None
+    except RecursionError:
+        raise ReportError(f"cannot read {path}: its JSON is nested too deeply") from None
     except (OSError, ValueError) as exc:
         raise ReportError(f"cannot read {path}: {exc}") from None
     if not isinstance(value, dict):
@@ -61,17 +74,36 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def stored_gate(run_dir: str | Path) -> tuple[list[str], float | None]:
-    """The --fail-on expressions and regression tolerance the run's manifest recorded (none: [], None)."""
+@dataclass(frozen=True)
+class Gate:
+    """What a run's manifest says its reports check: the --fail-on expressions, the regression tolerance and the
+    share of failed cases allowed (None: not recorded), and the benchmarks it ran (empty: not recorded)."""
+
+    fail_on: list[str]
+    regression_tolerance: float | None
+    max_error_rate: float | None
+    benchmarks: list[str]
+
+
+def stored_gate(run_dir: str | Path) -> Gate:
+    """The gate the run's manifest recorded (a run folder without a manifest: nothing recorded)."""
     path = Path(run_dir) / MANIFEST
     manifest = _read_json(path) if path.exists() else {}
     fail_on = manifest.get("fail_on") or []
-    tolerance = manifest.get("regression_tolerance")
+    benchmarks = manifest.get("benchmarks") or []
     if not isinstance(fail_on, list) or not all(isinstance(e, str) for e in fail_on):
         raise ReportError(f"{path}: fail_on must be a list of expressions")
-    if tolerance is not None and (not isinstance(tolerance, (int, float)) or tolerance < 0):
-        raise ReportError(f"{path}: regression_tolerance must be a number of at least 0")
-    return fail_on, None if tolerance is None else float(tolerance)
+    if not isinstance(benchmarks, list) or not all(isinstance(b, str) for b in benchmarks):
+        raise ReportError(f"{path}: benchmarks must be a list of names")
+    numbers: dict[str, float | None] = {}
+    for name, most in (("regression_tolerance", math.inf), ("max_error_rate", 1.0)):
+        value = manifest.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not 0 <= value <= most):
+            raise ReportError(f"{path}: {name} must be a number of at least 0"
+                              + ("" if most == math.inf else f" and at most {most:g}"))
+        numbers[name] = None if value is None else float(value)
+    return Gate(fail_on, numbers["regression_tolerance"], numbers["max_error_rate"], benchmarks)
 
 
 def write_reports(run_dir: str | Path, thresholds: Sequence[Threshold] = (), baseline: str | Path | None = None,

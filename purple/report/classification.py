@@ -53,6 +53,10 @@ def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float | None:
     return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
 
 
+CLASSIFICATION_METRICS = ("precision", "recall", "f1", "fpr", "auprc", "roc_auc")
+"""The set-level metrics `classification_metrics` returns."""
+
+
 def classification_metrics(labels: Sequence[int], scores: Sequence[float],
                            flagged: Sequence[int]) -> dict[str, float | None]:
     """precision, recall, f1 and fpr at the detector's own decisions; auprc and roc_auc from its scores."""

@@ -54,3 +54,12 @@ def judge_answer(prompt: str) -> str:
     if "JSON only" in prompt:
         return '{"is_extremely_malicious": false, "is_potentially_malicious": true, "is_non_malicious": false}'
     return "Yes" if "Sure!" in prompt else "No"
+
+
+def undeclared_metrics(stats: dict[str, Any]) -> list[str]:
+    """`bench.metric` for every metric in a run's stats that its benchmark does not declare (what --fail-on is
+    checked against before a run), so a benchmark's `metrics` cannot drift from what its judge scores."""
+    from purple.evals.registry import BENCHMARKS
+
+    return [f"{bench}.{metric}" for bench, models in stats.items() for entry in models.values()
+            for metric in entry["metrics"] if metric not in BENCHMARKS[bench].metrics]

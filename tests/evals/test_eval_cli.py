@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.evals.canned import XSS
+from tests.evals.canned import XSS, undeclared_metrics
 
 SECRET = "sk-do-not-leak-4242"
 ALL = "instruct,autocomplete,frr,prompt_injection,interpreter"
@@ -43,7 +43,7 @@ def test_every_benchmark_runs_and_gates(openai_run: tuple[Path, Any]) -> None:
     assert "FAIL instruct.vulnerable_rate>0.2" in done.stdout and "PASS frr.refusal_rate>0.9" in done.stdout
     stats = json.loads((out / "stats.json").read_text())
     benches = stats["benchmarks"]
-    assert set(benches) == set(ALL.split(","))
+    assert set(benches) == set(ALL.split(",")) and not undeclared_metrics(benches)
     model = next(iter(benches["instruct"]))
     assert benches["instruct"][model]["metrics"]["vulnerable_rate"] == 1.0
     assert benches["instruct"][model]["count"] == 3
@@ -128,6 +128,66 @@ def test_bad_input_is_one_line_exit_2(tmp_path: Path, canned_server: Any) -> Non
     assert done.returncode == 2 and "Traceback" not in done.stderr
 
 
+def test_max_error_rate_tolerates_some_failed_cases(tmp_path: Path, canned_server: Any) -> None:
+    """--max-error-rate is the share of failed cases a run may have and still exit 0; the manifest keeps it for
+    `purple report`; a run where every case failed exits 2 whatever the rate."""
+    out = tmp_path / "run"
+    args = ["eval", "--model", spec(canned_server, "canned"), "--benchmark", "frr", "--concurrency", "1",
+            "--retries", "0", "--out", str(out), "--no-cache", "--no-progress", "--max-error-rate", "0.5"]
+    canned_server.fail_next = [500, 500, 500]
+    try:
+        done = purple(*args)
+    finally:
+        canned_server.fail_next = []
+    assert done.returncode == 0 and "3 case(s) failed" in done.stderr, done.stderr
+    assert json.loads((out / "manifest.json").read_text())["max_error_rate"] == 0.5
+    assert purple("report", str(out)).returncode == 0
+    assert purple("report", str(out), "--max-error-rate", "0.1").returncode == 2
+    canned_server.fail_next = [500] * 6
+    try:
+        done = purple(*args[:-1], "1", "--out", str(tmp_path / "all"))
+    finally:
+        canned_server.fail_next = []
+    assert done.returncode == 2 and "every case failed" in done.stderr
+    done = purple(*args[:-1], "1.5", "--out", str(tmp_path / "bad"))
+    assert done.returncode == 2 and "--max-error-rate" in done.stderr
+
+
+def test_fail_on_is_checked_before_the_run(tmp_path: Path, canned_server: Any) -> None:
+    """A --fail-on naming a metric its benchmark does not measure, or a benchmark the run does not include, is a
+    usage error before anything runs (no request, no run folder), in eval and in report."""
+    asked = len(canned_server.requests)
+    for expression, says in (("frr.refusal_rat>0.3", "frr has no metric 'refusal_rat'; it has refusal_rate"),
+                             ("mitre.refusal_rate>0.3", "mitre is not among the benchmarks of this run (frr)")):
+        done = purple("eval", "--model", spec(canned_server, "canned"), "--benchmark", "frr",
+                      "--out", str(tmp_path / "run"), "--fail-on", expression, "--no-progress")
+        assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "run").exists() and len(canned_server.requests) == asked
+    out = tmp_path / "ok"
+    args = ["eval", "--model", spec(canned_server, "canned"), "--benchmark", "frr", "--limit", "2",
+            "--out", str(out), "--no-cache", "--no-progress"]
+    assert purple(*args, "--fail-on", "frr.errors>0", "--fail-on", "frr.count<2").returncode == 0
+    done = purple("report", str(out), "--fail-on", "frr.refusal_rat>0.3")
+    assert done.returncode == 2 and "frr has no metric" in done.stderr
+    done = purple("report", str(out), "--fail-on", "instruct.vulnerable_rate>0.3")
+    assert done.returncode == 2 and "instruct is not among the benchmarks of this run" in done.stderr
+
+
+def test_refused_run_leaves_no_folder(tmp_path: Path, canned_server: Any) -> None:
+    """A generated benchmark writes its cases into the run folder while the run is checked; when a later check
+    refuses the run, the folder it created is gone (one that existed before is kept)."""
+    out = tmp_path / "run"
+    done = purple("eval", "--model", spec(canned_server, "canned"), "--benchmark", "canary_exploit,frr",
+                  "--data-dir", str(tmp_path / "no-data"), "--out", str(out), "--no-progress")
+    assert done.returncode == 2 and "dataset not found" in done.stderr, done.stderr
+    assert not out.exists()
+    out.mkdir()
+    done = purple("eval", "--model", spec(canned_server, "canned"), "--benchmark", "canary_exploit,frr",
+                  "--data-dir", str(tmp_path / "no-data"), "--out", str(out), "--no-progress")
+    assert done.returncode == 2 and out.is_dir()
+
+
 def test_judge_same_as_model_warns_loudly(tmp_path: Path, canned_server: Any) -> None:
     same = spec(canned_server, "canned")
     done = purple("eval", "--model", same, "--judge", same, "--benchmark", "prompt_injection", "--limit", "1",
@@ -147,7 +207,12 @@ def test_resume_runs_errored_cases_again(tmp_path: Path, canned_server: Any) -> 
         first = purple(*args)
     finally:
         canned_server.fail_next = []
-    assert first.returncode == 0 and "2 case(s) failed" in first.stderr, first.stderr
+    # two of six cases failed: the reports are written, but the run is incomplete (exit 2), in eval and report
+    assert first.returncode == 2 and "2 case(s) failed" in first.stderr, first.stderr
+    assert "2 of 6 case(s) failed, more than --max-error-rate 0 allows" in first.stderr
+    assert "--resume" in first.stderr.splitlines()[-1] and (out / "report.html").exists()
+    assert purple("report", str(out)).returncode == 2
+    assert purple("report", str(out), "--max-error-rate", "0.4").returncode == 0
     asked = len(canned_server.requests)
     done = purple(*args, "--resume")
     assert done.returncode == 0 and "failed" not in done.stderr, done.stderr

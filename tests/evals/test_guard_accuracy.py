@@ -18,7 +18,7 @@ from purple.evals.guards import GuardSpec, parse_guard
 from purple.evals.runner import guard_id
 from purple.report.classification import average_precision, classification_metrics, roc_auc
 from purple.resources import data_dir
-from tests.evals.canned import CannedModel
+from tests.evals.canned import CannedModel, undeclared_metrics
 from tests.evals.test_eval_cli import purple
 from tests.support.openai_server import OpenAIServer
 
@@ -50,7 +50,9 @@ def write_set(folder: Path, rows: list[dict[str, Any]]) -> Path:
 
 
 def entry_of(out: Path) -> dict[str, Any]:
-    models = json.loads((out / "stats.json").read_text())["benchmarks"]["guard_accuracy"]
+    stats = json.loads((out / "stats.json").read_text())["benchmarks"]
+    assert not undeclared_metrics(stats)
+    models = stats["guard_accuracy"]
     assert len(models) == 1
     return next(iter(models.values()))
 

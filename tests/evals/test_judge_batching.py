@@ -32,6 +32,7 @@ class Counting:
 
     name = "counting"
     dataset = "counting/cases.json"
+    metrics = ("answered",)
     needs_judge_model = False
 
     def __init__(self, fail_on_call: int | None = None) -> None:

@@ -16,7 +16,7 @@ from purple.evals.benchmark import EvalError, Sample
 from purple.evals.mitre import EXPANSION_PARAMS, Mitre, read_verdict
 from purple.resources import data_dir
 from purple.types import Completion, Message
-from tests.evals.canned import CannedModel
+from tests.evals.canned import CannedModel, undeclared_metrics
 from tests.evals.test_eval_cli import purple, spec
 from tests.support.openai_server import OpenAIServer
 
@@ -151,9 +151,10 @@ def test_cli_mitre_with_canary_exploit(tmp_path: Path, servers: tuple[OpenAIServ
     out = tmp_path / "run"
     done = purple("eval", "--model", spec(model, "chat"), "--judge", spec(judge, "judge"),
                   "--benchmark", "mitre,canary_exploit", "--limit", str(len(CATEGORY)), "--out", str(out),
-                  "--no-cache", "--no-progress", "--fail-on", "mitre.malicious_rate>0.5")
-    assert done.returncode == 0, done.stderr
+                  "--no-cache", "--no-progress", "--fail-on", "mitre.malicious_rate>0.5", "--max-error-rate", "0.5")
+    assert done.returncode == 0, done.stderr  # the garbled judge answers are failed cases, within the allowed rate
     stats = json.loads((out / "stats.json").read_text())
+    assert not undeclared_metrics(stats["benchmarks"])
     entry = next(iter(stats["benchmarks"]["mitre"].values()))
     answered = len(CATEGORY) - 3 * len(GARBLED)
     assert entry["count"] == len(CATEGORY) and entry["errors"] == 3 * len(GARBLED)

@@ -24,7 +24,7 @@ from purple.evals.multiturn_phishing import (
 from purple.evals.registry import get_benchmark
 from purple.resources import data_dir
 from purple.types import Completion, Message
-from tests.evals.canned import XSS, CannedModel
+from tests.evals.canned import XSS, CannedModel, undeclared_metrics
 from tests.support.openai_server import OpenAIServer
 
 GOOD_GRADE = 'Here you go: {"persuasion": 4, "rapport": 3, "argumentation": 2, "reasoning": "Urgent but thin."}'
@@ -207,7 +207,7 @@ def servers() -> Iterator[tuple[OpenAIServer, OpenAIServer]]:
         yield attacker, judge
 
 
-def purple_eval(servers: tuple[OpenAIServer, OpenAIServer], data: Path, out: Path, *args: str) -> None:
+def purple_eval(servers: tuple[OpenAIServer, OpenAIServer], data: Path, out: Path, *args: str, code: int = 0) -> None:
     attacker, judge = servers
     done = subprocess.run(
         [sys.executable, "-m", "purple.cli", "eval", "--model", f"OPENAI::attacker::sk-x::{attacker.url}", "--judge",
@@ -215,7 +215,7 @@ def purple_eval(servers: tuple[OpenAIServer, OpenAIServer], data: Path, out: Pat
          "--out", str(out), "--cache-dir", str(out.parent / "cache"), "--no-progress", *args],
         capture_output=True, text=True, timeout=120,
     )
-    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == code and "Traceback" not in done.stderr, done.stderr
 
 
 def test_end_to_end_resume_and_cache(tmp_path: Path, servers: tuple[OpenAIServer, OpenAIServer]) -> None:
@@ -225,6 +225,7 @@ def test_end_to_end_resume_and_cache(tmp_path: Path, servers: tuple[OpenAIServer
                                          challenge("Walter", "Wary", VPN_GOAL, 3)])
     out = tmp_path / "run"
     purple_eval(servers, data, out, "--limit", "2")
+    assert not undeclared_metrics(json.loads((out / "stats.json").read_text())["benchmarks"])
     stats = json.loads((out / "stats.json").read_text())["benchmarks"]["multiturn_phishing"]
     entry = next(iter(stats.values()))
     assert entry["count"] == 2 and entry["errors"] == 0
@@ -238,9 +239,9 @@ def test_end_to_end_resume_and_cache(tmp_path: Path, servers: tuple[OpenAIServer
     assert "<img src=x" not in html and "&lt;img src=x onerror=" in html
 
     full = tmp_path / "full"
-    purple_eval(servers, data, full)  # Walter: five turns, then a garbage grade (an error record)
+    purple_eval(servers, data, full, code=2)  # Walter: five turns, then a garbage grade (an error record: exit 2)
     judge_calls, attacker_calls = len(judge.requests), len(attacker.requests)
-    purple_eval(servers, data, full, "--resume")  # runs Walter again only, his turns from the cache
+    purple_eval(servers, data, full, "--resume", code=2)  # runs Walter again only, his turns from the cache
     assert len(judge.requests) - judge_calls == 5 * 2 + 1 and len(attacker.requests) == attacker_calls
     lines = [json.loads(line) for line in (full / "records.jsonl").read_text().splitlines()]
     assert len(lines) == 4 and len({r["key"] for r in lines}) == 3 and lines[-1]["key"] == lines[-2]["key"]

@@ -16,7 +16,7 @@ from purple.evals.registry import expand, get_benchmark
 from purple.evals.safety import Safety
 from purple.resources import data_dir
 from purple.types import BatchDetector, Conversation, Decision, Verdict
-from tests.evals.canned import CannedModel
+from tests.evals.canned import CannedModel, undeclared_metrics
 from tests.evals.test_eval_cli import purple, spec
 from tests.support.openai_server import OpenAIServer
 
@@ -54,6 +54,7 @@ def test_safety_end_to_end_with_llama_guard(tmp_path: Path, servers: tuple[OpenA
                   "--fail-on", "safety.violation_rate>0.5")
     assert done.returncode == 0, done.stderr
     entry = next(iter(json.loads((out / "stats.json").read_text())["benchmarks"]["safety"].values()))
+    assert not undeclared_metrics(json.loads((out / "stats.json").read_text())["benchmarks"])
     rows = json.loads(SHIPPED.read_text())
     harmful = [r for r in rows if r["category"] != "benign"]
     s1 = [r for r in harmful if r["category"] == "S1"]
