@@ -11,7 +11,7 @@ from pathlib import Path
 from purple.codeshield.languages import ANY, FENCE_TAGS, detect_language, language_from_path, normalize_language
 from purple.codeshield.regex_tier import RegexTier
 from purple.codeshield.rules import RuleSet, load_rules
-from purple.codeshield.semgrep_tier import SemgrepTier
+from purple.codeshield.semgrep_tier import FAILURE_NOTES, SemgrepTier
 from purple.codeshield.walk import DEFAULT_MAX_BYTES, Skipped, SourceFile, iter_sources
 from purple.types import BatchDetector, Conversation, Decision, Finding, Severity, Verdict
 
@@ -203,9 +203,17 @@ class CodeShield(BatchDetector):
                 items.append(block)
         per_conversation: list[list[Finding]] = [[] for _ in conversations]
         errors: list[list[str]] = [[] for _ in conversations]
-        for owner, result in zip(owners, self.scan_many(items)):
+        for owner, item, result in zip(owners, items, self.scan_many(items)):
             per_conversation[owner].extend(result.findings)
-            errors[owner].extend(n for n in result.notes if n.startswith("semgrep tier"))
+            # the rule `purple scan` uses: a semgrep run that timed out or failed, or a rule semgrep refused, means
+            # findings may be missing: an error (the firewall's fail mode decides), never a clean verdict
+            failures = [n for n in result.notes if n.startswith(FAILURE_NOTES)]
+            failures += [  # a refused rule is skipped from then on: say so each time it would have run
+                f"semgrep rule {rule_id} is invalid and was skipped (semgrep refused it earlier)"
+                for rule_id in self.semgrep.refused_rules(item.code[:MAX_SNIPPET_CHARS], result.language)
+                if not any(n.startswith(f"semgrep rule {rule_id} ") for n in failures)
+            ]
+            errors[owner].extend(failures)
         return [self._verdict(found, errs) for found, errs in zip(per_conversation, errors)]
 
     def _verdict(self, findings: list[Finding], errors: list[str]) -> Verdict:

@@ -126,6 +126,12 @@ class SemgrepTier:
         data = code.encode("utf-8", errors="replace")
         return [i for i in self._by_language.get(language, ()) if self._prescans[i].search(data)]
 
+    def refused_rules(self, code: str, language: str | None) -> list[str]:
+        """Ids of the rules semgrep refused in an earlier batch (now skipped) that would have scanned `code`."""
+        if not self._broken or not self.available or language not in SUFFIX:
+            return []
+        return [self.rules[i].id for i in self.candidate_rules(code, language) if i in self._broken]
+
     def scan_batch(self, items: Sequence[tuple[str, str | None, str | None]]) -> SemgrepBatchResult:
         """Scan (code, language, display path) items; findings are returned per item, in order."""
         findings: list[list[Finding]] = [[] for _ in items]

@@ -180,3 +180,32 @@ def chunk_dict(
         "model": model,
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
     }
+
+
+def completion_chunks(completion: Mapping[str, Any], usage: bool = False) -> list[dict[str, Any]]:
+    """A whole chat completion as the chunks a streamed answer would have been: per choice, one delta with the role
+    and everything the message holds (tool calls indexed), then its finish reason; a last chunk with the usage when
+    `usage` is asked for and the completion has it."""
+    head: dict[str, Any] = {
+        "id": completion.get("id") or f"chatcmpl-purple-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion.chunk",
+        "created": completion.get("created") or int(time.time()),
+        "model": completion.get("model") or "",
+    }
+    if completion.get("system_fingerprint"):
+        head["system_fingerprint"] = completion["system_fingerprint"]
+    chunks: list[dict[str, Any]] = []
+    for position, choice in enumerate(completion.get("choices") or ()):
+        index = choice.get("index") if isinstance(choice.get("index"), int) else position
+        delta: dict[str, Any] = {"role": "assistant"}
+        for key, value in (choice.get("message") or {}).items():
+            if key == "tool_calls" and isinstance(value, list):
+                value = [{"index": i, **c} if isinstance(c, Mapping) else c for i, c in enumerate(value)]
+            if key != "role":
+                delta[key] = value
+        first = {"index": index, "delta": delta, "finish_reason": None, "logprobs": choice.get("logprobs")}
+        last: dict[str, Any] = {"index": index, "delta": {}, "finish_reason": choice.get("finish_reason") or "stop"}
+        chunks += [{**head, "choices": [first]}, {**head, "choices": [last]}]
+    if usage and isinstance(completion.get("usage"), Mapping):
+        chunks.append({**head, "choices": [], "usage": completion["usage"]})
+    return chunks

@@ -346,11 +346,13 @@ class Firewall:
             else outcome.decision
         )
         verdict = replace(outcome, detector=name, decision=decision)
-        if outcome.error and decision is not Decision.BLOCK and self._closed(name):
+        if outcome.error and decision is not Decision.BLOCK:  # the reason says what failed in either mode
+            closed = self._closed(name)
+            mode = "fail-closed" if closed else "fail-open"
             verdict = replace(
                 verdict,
-                decision=Decision.BLOCK,
-                reason=f"{verdict.reason}; error: {_clip(outcome.error)}; fail-closed",
+                decision=Decision.BLOCK if closed else decision,
+                reason=f"{verdict.reason}; error: {_clip(outcome.error)}; {mode}",
             )
         return verdict
 

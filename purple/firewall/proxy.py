@@ -1,13 +1,17 @@
 """The firewall as an OpenAI-compatible proxy (`purple serve`): Starlette on uvicorn, httpx to the upstream.
 
-- `POST /v1/chat/completions` (streaming included): the newest turn is scanned before the request goes upstream,
-  the answer after it comes back (streamed answers in windows: chunks are held until the output so far passes).
-- `GET /v1/models`: the upstream's list. `GET /health`: the proxy's own state and policy.
+- `POST /v1/chat/completions` (streaming included): the newest turn is scanned before the request goes upstream
+  (every message with `scan_history`, for apps that forward histories their users wrote), the answer after it comes
+  back (streamed answers in windows: chunks are held until the output so far passes). An upstream that ignores
+  `stream` and answers with one JSON completion has it scanned whole, then sent to the client as a stream.
+- `GET /v1/models`: the upstream's list. `GET /health`: the proxy's own state and policy; 503 while the audit log
+  cannot be written (each probe then tries the log again, so the proxy recovers without traffic).
 - The client's `Authorization` (and OpenAI organization / project, Azure `api-key`) headers go to the upstream as
   they came; they are never logged or written anywhere.
 - Every decision is appended to the JSONL audit log and on disk before the response that depends on it is sent:
   decisions, scores, reasons, finding locations, content hashes and lengths; no headers, and no message text
-  beyond what a detector quotes in its reason (hidden_unicode spells out decoded tag characters).
+  beyond what a detector quotes in its reason (hidden_unicode spells out decoded tag characters). A request whose
+  record cannot be written is refused (503 `audit_unavailable`): nothing goes up or back unrecorded.
 - A block answers HTTP 400 with error code `content_filter` (policy `on_block: raise`), or a normal completion
   holding the policy's refusal with `finish_reason: content_filter` (`on_block: refuse`). Mid-stream, a block
   ends the stream with an error event (raise) or a refusal chunk (refuse).
@@ -34,8 +38,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from purple.firewall.audit import AuditLog
-from purple.firewall.messages import chunk_dict, from_openai, output_text, turn_start
+from purple.firewall.audit import MAX_RECORD_BYTES, AuditLog
+from purple.firewall.messages import chunk_dict, completion_chunks, from_openai, output_text, turn_start
 from purple.firewall.pipeline import Firewall, FirewallResult, TraceResult
 from purple.firewall.streaming import StreamCheck
 from purple.types import Message
@@ -85,9 +89,14 @@ def create_app(
     *,
     timeout_s: float = 120.0,
     max_body_bytes: int = MAX_BODY_BYTES,
+    scan_history: bool = False,
 ) -> Starlette:
-    """The proxy as an ASGI app. The caller owns `firewall` and `audit` (and closes them)."""
-    proxy = _Proxy(firewall, check_upstream(upstream), audit, timeout_s, max_body_bytes)
+    """The proxy as an ASGI app. The caller owns `firewall` and `audit` (and closes them).
+
+    `scan_history`: scan every message of each request, not only the newest turn (the default trusts the earlier
+    turns as scanned when they were new, which holds only when the app keeps the history itself).
+    """
+    proxy = _Proxy(firewall, check_upstream(upstream), audit, timeout_s, max_body_bytes, scan_history)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -135,16 +144,19 @@ def serve(
     port: int = 8080,
     timeout_s: float = 120.0,
     max_body_bytes: int = MAX_BODY_BYTES,
+    scan_history: bool = False,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve until SIGINT or SIGTERM, then finish the requests in flight and return (a second signal: at once).
 
     `on_ready` gets the base URL once the socket listens. The server runs on a worker thread while the main thread
-    owns the signals, so a stop is an ordinary return and the caller's clean-up runs.
+    owns the signals, so a stop is an ordinary return and the caller's clean-up runs. `scan_history`: see create_app.
     """
     import uvicorn
 
-    app = create_app(firewall, upstream, audit, timeout_s=timeout_s, max_body_bytes=max_body_bytes)
+    app = create_app(
+        firewall, upstream, audit, timeout_s=timeout_s, max_body_bytes=max_body_bytes, scan_history=scan_history
+    )
     sock = bind(host, port)
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=10,
@@ -184,13 +196,20 @@ def serve(
 # ------------------------------------------------------------------------------------------------ handlers
 class _Proxy:
     def __init__(
-        self, firewall: Firewall, upstream: str, audit: AuditLog, timeout_s: float, max_body_bytes: int
+        self,
+        firewall: Firewall,
+        upstream: str,
+        audit: AuditLog,
+        timeout_s: float,
+        max_body_bytes: int,
+        scan_history: bool,
     ) -> None:
         self.firewall = firewall
         self.upstream = upstream
         self.audit = audit
         self.timeout_s = timeout_s
         self.max_body_bytes = max_body_bytes
+        self.scan_history = scan_history
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
             limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
@@ -198,14 +217,32 @@ class _Proxy:
         )
 
     async def health(self, request: Request) -> Response:
+        """200 with the policy, or 503 while the last audit write failed."""
+        if self.audit.failure is not None:  # try again, so the proxy recovers even with no traffic
+            try:
+                await self.audit.aretry()
+            except (OSError, RuntimeError):
+                pass
+        failure = self.audit.failure
         policy = self.firewall.policy
+        audit: dict[str, Any] = {"ok": True}
+        if failure is not None:
+            audit = {
+                "ok": False,
+                "error": f"the audit log cannot be written: {failure.error}",
+                "since": failure.since,
+                "lost_records": failure.lost_records,
+            }
         return JSONResponse(
             {
-                "status": "ok",
+                "status": "ok" if failure is None else "audit_failing",
+                "audit": audit,
                 "policy": policy.name,
+                "scan_history": self.scan_history,
                 "detectors": {role: self.firewall.detectors_for(role) for role in policy.roles},
                 "notes": self.firewall.notes,
-            }
+            },
+            status_code=200 if failure is None else 503,
         )
 
     async def models(self, request: Request) -> Response:
@@ -237,11 +274,19 @@ class _Proxy:
             return _error(400, f"invalid request: {exc}", "invalid_request", request_id)
         model = body.get("model") if isinstance(body.get("model"), str) else ""
         stream = body.get("stream") is True
-        start = turn_start(messages)
+        start = 0 if self.scan_history else turn_start(messages)
         inbound = await self.firewall.areplay(messages, start)
         base = {"request_id": request_id, "model": model, "stream": stream}
         try:
             await self.audit.awrite({**base, "stage": "input", **_trace_record(inbound, messages, start)})
+        except ValueError:  # over the log's record cap: refused, as nothing goes upstream unrecorded
+            return _error(
+                413,
+                f"the request's audit record would be larger than {MAX_RECORD_BYTES:,} bytes "
+                f"({len(inbound.results)} messages scanned); send fewer messages",
+                "request_too_large",
+                request_id,
+            )
         except (OSError, RuntimeError) as exc:
             log.error("audit log write failed: %s", exc)
             return _error(
@@ -276,37 +321,15 @@ class _Proxy:
                 headers={"X-Purple-Request-Id": request_id},
             )
         try:
-            data = json.loads(raw)
-            choices = data["choices"]
-            outputs = [_choice_message(choice) for choice in choices]
-        except (ValueError, KeyError, TypeError):
-            await self._note_upstream(base, 502, started)
-            return _error(
-                502,
-                "the upstream answered with something that is not a chat completion",
-                "bad_upstream",
-                request_id,
-            )
-        results = [await self.firewall.ascan(message, messages) for message in outputs]
-        outbound = max(results, key=lambda r: r.decision.rank) if results else None
-        try:
-            await self.audit.awrite(
-                {
-                    **base,
-                    "stage": "output",
-                    "upstream_status": 200,
-                    "choices": len(results),
-                    "decision": str(outbound.decision) if outbound else "allow",
-                    "reason": outbound.reason if outbound else "no choices",
-                    "results": [r.to_dict() for r in results],
-                    "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
-                }
-            )
+            data, results = await self._scan_answer(raw, messages, base, started, {})
+        except _UpstreamError as exc:
+            return _error(exc.status, str(exc), exc.code, request_id)
         except (OSError, RuntimeError) as exc:
             log.error("audit log write failed: %s", exc)
             return _error(
                 503, "the audit log cannot be written; answer withheld", "audit_unavailable", request_id
             )
+        choices = data["choices"]
         blocked = [i for i, r in enumerate(results) if r.blocked]
         if blocked:
             if self.firewall.policy.on_block == "raise":
@@ -351,6 +374,8 @@ class _Proxy:
                 media_type=response.headers.get("content-type", "application/json"),
                 headers={"X-Purple-Request-Id": request_id},
             )
+        if _is_json(response.headers.get("content-type", "")):  # the upstream ignored `stream`: one completion
+            return await self._whole_as_stream(response, body, messages, base, request_id, started)
         check = StreamCheck(self.firewall, messages)
         model = base["model"]
 
@@ -419,7 +444,90 @@ class _Proxy:
             headers={"X-Purple-Request-Id": request_id, "Cache-Control": "no-cache"},
         )
 
+    async def _whole_as_stream(
+        self,
+        response: httpx.Response,
+        body: dict[str, Any],
+        messages: list[Message],
+        base: dict[str, Any],
+        request_id: str,
+        started: float,
+    ) -> Response:
+        """A whole completion answering a streamed request: scanned whole as a non-streamed answer is, then sent as
+        chunks (or as a blocked stream: an error event, or the refusal)."""
+        try:
+            raw = await _read_capped(response)
+        except _UpstreamError as exc:
+            await self._note_upstream(base, exc.status, started)
+            return _error(exc.status, str(exc), exc.code, request_id)
+        except httpx.HTTPError as exc:
+            failure = _upstream_failure(exc, self.upstream, self.timeout_s)
+            await self._note_upstream(base, failure.status, started)
+            return _error(failure.status, str(failure), failure.code, request_id)
+        try:
+            data, results = await self._scan_answer(
+                raw, messages, base, started, {"window": 1, "final": True, "upstream_streamed": False}
+            )
+        except _UpstreamError as exc:
+            return _error(exc.status, str(exc), exc.code, request_id)
+        except (OSError, RuntimeError) as exc:
+            log.error("audit log write failed: %s", exc)
+            return _error(
+                503, "the audit log cannot be written; answer withheld", "audit_unavailable", request_id
+            )
+        blocked = next((r for r in results if r.blocked), None)
+        if blocked is not None:
+            events = self._blocked_events(blocked.reason, base["model"])
+        else:
+            options = body.get("stream_options")
+            usage = isinstance(options, dict) and options.get("include_usage") is True
+            events = [b"data: " + json.dumps(c).encode() + b"\n\n" for c in completion_chunks(data, usage)]
+            events.append(b"data: [DONE]\n\n")
+        return StreamingResponse(
+            iter(events),
+            media_type="text/event-stream",
+            headers={"X-Purple-Request-Id": request_id, "Cache-Control": "no-cache"},
+        )
+
     # ------------------------------------------------------------------------------------------- helpers
+    async def _scan_answer(
+        self,
+        raw: bytes,
+        messages: list[Message],
+        base: dict[str, Any],
+        started: float,
+        extra: dict[str, Any],
+    ) -> tuple[dict[str, Any], list[FirewallResult]]:
+        """Read a whole chat completion, scan every choice and record the outcome (with `extra`).
+
+        _UpstreamError (noted in the log) when it is not a chat completion; OSError or RuntimeError when the audit
+        log cannot be written.
+        """
+        try:
+            data = json.loads(raw)
+            outputs = [_choice_message(choice) for choice in data["choices"]]
+        except (ValueError, KeyError, TypeError):
+            await self._note_upstream(base, 502, started)
+            raise _UpstreamError(
+                502, "the upstream answered with something that is not a chat completion", "bad_upstream"
+            ) from None
+        results = [await self.firewall.ascan(message, messages) for message in outputs]
+        outbound = max(results, key=lambda r: r.decision.rank) if results else None
+        await self.audit.awrite(
+            {
+                **base,
+                "stage": "output",
+                **extra,
+                "upstream_status": 200,
+                "choices": len(results),
+                "decision": str(outbound.decision) if outbound else "allow",
+                "reason": outbound.reason if outbound else "no choices",
+                "results": [r.to_dict() for r in results],
+                "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
+            }
+        )
+        return data, results
+
     async def _json_body(self, request: Request) -> dict[str, Any]:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
@@ -490,6 +598,11 @@ def _request_id() -> str:
 
 def _forwarded(headers: Mapping[str, str]) -> dict[str, str]:
     return {name: headers[name] for name in FORWARDED_HEADERS if name in headers}
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
 
 
 def _choice_message(choice: Any) -> Message:

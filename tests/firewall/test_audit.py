@@ -63,3 +63,68 @@ def test_errors_are_reported(tmp_path: Path) -> None:
         log.write({"x": 1})
     with AuditLog(tmp_path / "b.jsonl") as big, pytest.raises(ValueError, match="larger than"):
         big.write({"x": "y" * 1_000_001})
+
+
+def test_a_failing_write_is_reported_until_one_succeeds_and_the_gap_is_recorded(tmp_path: Path) -> None:
+    """The log's path is a symlink: pointed at /dev/full the disk is full (ENOSPC), pointed back it has room."""
+    real, path = tmp_path / "real.jsonl", tmp_path / "audit.jsonl"
+    path.symlink_to(real)
+
+    def point_at(target: Path) -> None:
+        (tmp_path / "next").symlink_to(target)
+        (tmp_path / "next").replace(path)
+
+    with AuditLog(path) as log:
+        log.write({"n": 1})
+        assert log.failure is None
+        point_at(Path("/dev/full"))
+        for n in (2, 3):
+            with pytest.raises(OSError, match="No space left"):
+                log.write({"n": n})
+        failure = log.failure
+        assert failure is not None and failure.error == "No space left on device"
+        assert failure.lost_records == 2 and str(tmp_path) not in failure.error
+        point_at(real)
+        log.write({"n": 4})
+        assert log.failure is None
+    records = list(read_records(real))
+    assert [r.get("n") for r in records] == [1, None, 4]
+    assert records[1]["stage"] == "audit_gap" and records[1]["lost_records"] == 2
+    assert records[1]["since"] == failure.since
+
+
+def test_a_log_file_replaced_after_start_is_reopened_or_fails(tmp_path: Path) -> None:
+    """Rotated away: the next record goes to a new file at the path. A folder in its place: writes fail, loudly."""
+    path = tmp_path / "audit.jsonl"
+    with AuditLog(path) as log:
+        log.write({"n": 1})
+        path.rename(tmp_path / "rotated.jsonl")
+        log.write({"n": 2})
+        path.rename(tmp_path / "rotated-2.jsonl")
+        path.mkdir()
+        with pytest.raises(IsADirectoryError):
+            log.write({"n": 3})
+        assert log.failure is not None and log.failure.error == "Is a directory"
+        path.rmdir()
+        log.write({"n": 4})
+        assert log.failure is None
+    assert [r["n"] for r in read_records(tmp_path / "rotated.jsonl")] == [1]
+    assert [r["n"] for r in read_records(tmp_path / "rotated-2.jsonl")] == [2]
+    assert [r.get("n") or r["stage"] for r in read_records(path)] == ["audit_gap", 4]
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_retry_recovers_a_failed_log_without_a_record_of_its_own(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    with AuditLog(path) as log:
+        path.unlink()
+        path.mkdir()
+        with pytest.raises(OSError):
+            log.write({"n": 1})
+        with pytest.raises(OSError):
+            asyncio.run(log.aretry())
+        assert log.failure is not None and log.failure.lost_records == 1
+        path.rmdir()
+        asyncio.run(log.aretry())
+        assert log.failure is None and log.records == 0
+    assert [r["stage"] for r in read_records(path)] == ["audit_gap"]

@@ -107,6 +107,24 @@ def test_serve_answers_and_stops_cleanly(upstream: StreamingServer, tmp_path: Pa
     ]
 
 
+@pytest.mark.parametrize("scan_history", [False, True])
+def test_serve_scan_history_flag(upstream: StreamingServer, tmp_path: Path, scan_history: bool) -> None:
+    """--scan-history: an earlier turn that the app forwards (which its user could have written) is scanned too."""
+    history = [{"role": "user", "content": "an evil plan"}, {"role": "assistant", "content": "no"},
+               {"role": "user", "content": "hi"}]
+    extra = ("--scan-history",) if scan_history else ()
+    with serving(upstream.url, tmp_path, *extra) as (process, url):
+        client = openai.OpenAI(base_url=url, api_key=TEST_KEY, max_retries=0)
+        if scan_history:
+            with pytest.raises(openai.BadRequestError, match="words: evil"):
+                client.chat.completions.create(model="tiny", messages=history, max_tokens=4)
+        else:
+            assert client.chat.completions.create(model="tiny", messages=history, max_tokens=4).choices
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=20)
+    assert process.returncode == 0
+
+
 def test_audit_log_survives_a_kill(upstream: StreamingServer, tmp_path: Path) -> None:
     with serving(upstream.url, tmp_path) as (process, url):
         client = openai.OpenAI(base_url=url, api_key=TEST_KEY, max_retries=0)

@@ -270,3 +270,41 @@ def test_alignment_in_a_policy_against_a_real_model(
         assert "AlignmentError: alignment model gave no JSON answer" in result.reason
     sent = [r for r in upstream.requests if r["body"].get("model") == "tiny"]
     assert sent and sent[-1]["authorized"] and json.dumps(sent[-1]["body"]).count("USER REQUEST") == 1
+
+
+# ------------------------------------------------------------------------------------------------ code shield
+REFUSED_RULE = """\
+rules:
+  - id: test.unparsable
+    languages: [python]
+    severity: ERROR
+    message: m
+    pattern: 'harmless_marker(...'
+    metadata:
+      cwe: CWE-78
+      prescan: harmless_marker
+      examples: {positive: 'harmless_marker(1)', negative: 'x = 1'}
+"""
+
+
+def test_a_semgrep_failure_in_code_shield_is_an_error_never_clean_code(tmp_path: Any) -> None:
+    """Real semgrep refuses a rule (and, in a second scanner, runs out of time): the same failures `purple scan`
+    reports as an incomplete scan are detector errors, blocking fail-closed and named in the reason fail-open."""
+    (tmp_path / "rules.yaml").write_text(REFUSED_RULE)
+    code = Message("assistant", "```python\ndef harmless_marker(x):\n    return x + 1\n```")
+
+    def firewall(on_error: str, **options: Any) -> Firewall:
+        settings = DetectorPolicy("code_shield", {"rules": [str(tmp_path)], "semgrep": True, **options})
+        return Firewall(Policy(roles={"assistant": ["code_shield"]}, detectors={"code_shield": settings},
+                               budget_ms=120_000, on_error=on_error))  # type: ignore[arg-type]
+
+    first, again = (firewall("closed").scan(code) for _ in range(2))  # again: the refused rule is now skipped
+    for result in (first, again):
+        verdict = result.verdicts[0]
+        assert result.decision is Decision.BLOCK and not verdict.findings
+        assert verdict.error is not None and "semgrep rule test.unparsable is invalid" in verdict.error
+        assert result.reason.endswith("fail-closed (score 0.00)")
+    opened = firewall("open").scan(code)
+    assert opened.decision is Decision.ALLOW and "semgrep rule test.unparsable is invalid" in opened.reason
+    late = firewall("closed", semgrep_timeout_s=0.001).scan(code)
+    assert late.decision is Decision.BLOCK and "semgrep tier timed out" in (late.verdicts[0].error or "")

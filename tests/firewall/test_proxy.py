@@ -20,6 +20,7 @@ from purple.firewall.audit import read_records
 from purple.types import Decision
 from tests.firewall.support import Crashing, Keyword, ProxyThread, Sleepy, StreamingServer
 from tests.support.fixtures import TEST_KEY
+from tests.support.openai_server import OpenAIServer
 
 AUTH = {"Authorization": f"Bearer {TEST_KEY}"}
 
@@ -344,9 +345,11 @@ def test_human_review_passes_through_and_is_marked(upstream: StreamingServer, tm
 
 
 @contextmanager
-def fixed_upstream(content_type: str, whole: bytes, streamed: bytes) -> Iterator[str]:
-    """An upstream on 127.0.0.1 that answers every POST 200 with `whole`, or with the event stream `streamed`
-    when asked to stream; yields its base URL."""
+def fixed_upstream(
+    content_type: str, whole: bytes, streamed: bytes, streamed_type: str = "text/event-stream"
+) -> Iterator[str]:
+    """An upstream on 127.0.0.1 that answers every POST 200 with `whole`, or with `streamed` (an event stream,
+    unless `streamed_type` says otherwise) when asked to stream; yields its base URL."""
 
     class Fixed(BaseHTTPRequestHandler):
         def log_message(self, *args: Any) -> None:
@@ -356,7 +359,7 @@ def fixed_upstream(content_type: str, whole: bytes, streamed: bytes) -> Iterator
             stream = json.loads(self.rfile.read(int(self.headers["Content-Length"]))).get("stream")
             data = streamed if stream else whole
             self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream" if stream else content_type)
+            self.send_header("Content-Type", streamed_type if stream else content_type)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -437,3 +440,151 @@ def test_streamed_content_that_is_not_text_is_not_passed_on(tmp_path: Path) -> N
         events = stream_events(running.url, "hello")
     assert len(events) == 1 and events[0]["error"]["code"] == "bad_upstream"
     assert "content is not text" in events[0]["error"]["message"]
+
+
+# ------------------------------------------------------------------------------------ the audit log failing
+def test_health_is_503_while_the_audit_log_fails_and_ok_again_after(tmp_path: Path) -> None:
+    """A folder put where the log file was (it was moved away after start): nothing passes unrecorded, /health
+    says so without the path, and recovers by itself once the folder is gone (no traffic needed)."""
+    path = tmp_path / "audit.jsonl"
+    with (
+        canned_upstream({"content": "fine"}) as url,
+        ProxyThread(Firewall(policy()), url, path) as running,
+    ):
+        health_url = running.url.removesuffix("/v1") + "/health"
+        healthy = httpx.get(health_url)
+        assert healthy.status_code == 200 and healthy.json()["audit"] == {"ok": True}
+        assert ask(running.url, "hello").status_code == 200
+        path.rename(tmp_path / "moved.jsonl")
+        path.mkdir()
+        refused = ask(running.url, "hello")
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "audit_unavailable"
+        failing = httpx.get(health_url)
+        body = failing.json()
+        assert failing.status_code == 503 and body["status"] == "audit_failing"
+        assert body["audit"]["ok"] is False and body["audit"]["lost_records"] == 1  # the request's record
+        assert body["audit"]["error"] == "the audit log cannot be written: Is a directory"
+        assert str(tmp_path) not in failing.text
+        path.rmdir()
+        recovered = httpx.get(health_url)
+        assert recovered.status_code == 200 and recovered.json()["status"] == "ok"
+        assert ask(running.url, "hello").status_code == 200
+    stages = [r["stage"] for r in read_records(path)]
+    assert stages == ["audit_gap", "input", "output"]
+    assert next(read_records(path))["lost_records"] == 1
+
+
+# ------------------------------------------------------------------------- an upstream that ignores `stream`
+def json_upstream(message: dict[str, Any], finish_reason: str = "stop") -> AbstractContextManager[str]:
+    """An upstream that answers every request, streamed or not, with one JSON chat completion of `message`."""
+    choice = {"index": 0, "message": {"role": "assistant", **message}, "finish_reason": finish_reason}
+    answer = {"id": "cmpl-1", "object": "chat.completion", "created": 7, "model": "m", "choices": [choice],
+              "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
+    raw = json.dumps(answer).encode()
+    return fixed_upstream("application/json", raw, raw, streamed_type="application/json")
+
+
+def test_a_whole_answer_to_a_streamed_request_is_scanned_and_sent_as_a_stream(
+    lg3_model: Any, tmp_path: Path
+) -> None:
+    """The tiny model behind the plain test server, which ignores `stream`, read through the OpenAI client."""
+    import openai
+
+    prompt = [{"role": "user", "content": "tell me a story"}]
+    with OpenAIServer(lg3_model, api_key=TEST_KEY) as plain:
+        expected = plain._chat({"messages": prompt, "max_tokens": 24})["choices"][0]["message"]["content"]
+        with ProxyThread(Firewall(policy()), plain.url, tmp_path / "audit.jsonl") as running:
+            client = openai.OpenAI(base_url=running.url, api_key=TEST_KEY, max_retries=0)
+            chunks = list(client.chat.completions.create(
+                model="tiny", messages=prompt, max_tokens=24, stream=True,  # type: ignore[arg-type]
+                stream_options={"include_usage": True},
+            ))
+    assert expected and "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == expected
+    assert chunks[0].choices[0].delta.role == "assistant" and chunks[1].choices[0].finish_reason is not None
+    assert all(c.object == "chat.completion.chunk" for c in chunks)
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    output = [r for r in read_records(tmp_path / "audit.jsonl") if r["stage"] == "output"]
+    assert len(output) == 1 and output[0]["final"] and output[0]["upstream_streamed"] is False
+    assert output[0]["decision"] == "allow"
+
+
+def test_a_whole_answer_to_a_streamed_request_keeps_its_tool_calls(tmp_path: Path) -> None:
+    call = {"id": "call_1", "type": "function", "function": {"name": "search", "arguments": '{"q": "a"}'}}
+    scanned = Firewall(policy(roles={"assistant": ["evil"]}))
+    with (
+        json_upstream({"content": None, "tool_calls": [call]}, finish_reason="tool_calls") as url,
+        ProxyThread(scanned, url, tmp_path / "audit.jsonl") as running,
+    ):
+        events = stream_events(running.url, "find a flight")
+    delta = events[0]["choices"][0]["delta"]
+    assert delta == {"role": "assistant", "content": None, "tool_calls": [{"index": 0, **call}]}
+    assert events[1]["choices"][0]["finish_reason"] == "tool_calls" and events[-1] == {"done": True}
+    assert len(events) == 3 and events[0]["id"] == "cmpl-1"
+
+
+@pytest.mark.parametrize("on_block", ["raise", "refuse"])
+def test_a_blocked_whole_answer_to_a_streamed_request_ends_as_a_blocked_stream(
+    tmp_path: Path, on_block: str
+) -> None:
+    firewall = Firewall(policy(roles={"user": ["evil"], "assistant": ["evil"]}, on_block=on_block))
+    with (
+        json_upstream({"content": "an evil plan"}) as url,
+        ProxyThread(firewall, url, tmp_path / "audit.jsonl") as running,
+    ):
+        events = stream_events(running.url, "hello")
+    assert "evil plan" not in json.dumps(events)
+    if on_block == "raise":
+        assert len(events) == 1 and events[0]["error"]["code"] == "content_filter"
+        assert "blocked by the firewall (output): evil: found" in events[0]["error"]["message"]
+    else:
+        assert streamed_text(events) == firewall.policy.refusal and events[-1] == {"done": True}
+        assert events[-2]["choices"][0]["finish_reason"] == "content_filter"
+    output = next(r for r in read_records(tmp_path / "audit.jsonl") if r["stage"] == "output")
+    assert output["decision"] == "block"
+
+
+# -------------------------------------------------------------------------------------------- scan_history
+@pytest.mark.parametrize("scan_history", [False, True])
+def test_scan_history_scans_every_message_not_only_the_newest_turn(
+    tmp_path: Path, scan_history: bool
+) -> None:
+    """A history the app forwards as its user wrote it: by default earlier turns count as scanned."""
+    history = [
+        {"role": "user", "content": "an evil plan"},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": "go on"},
+    ]
+    with (
+        canned_upstream({"content": "fine"}) as url,
+        ProxyThread(Firewall(policy()), url, tmp_path / "audit.jsonl", scan_history=scan_history) as running,
+    ):
+        response = ask(running.url, history)
+        streamed = httpx.post(f"{running.url}/chat/completions", headers=AUTH,
+                              json={"model": "m", "messages": history, "stream": True})
+        health = httpx.get(running.url.removesuffix("/v1") + "/health").json()
+    assert health["scan_history"] is scan_history
+    inputs = [r for r in read_records(tmp_path / "audit.jsonl") if r["stage"] == "input"]
+    if scan_history:
+        assert response.status_code == 400 and "(input): evil: found" in response.json()["error"]["message"]
+        assert streamed.status_code == 400
+        assert [r["scanned_from"] for r in inputs] == [0, 0] and len(inputs[0]["results"]) == 1
+    else:
+        assert response.status_code == 200 and streamed.status_code == 200
+        assert [r["scanned_from"] for r in inputs] == [2, 2] and len(inputs[0]["results"]) == 1
+
+
+def test_a_request_too_large_to_record_is_refused_in_one_line(tmp_path: Path) -> None:
+    """Every message scanned makes a record per message; past the audit log's cap the request is refused (413),
+    not answered with an internal error, and never forwarded unrecorded."""
+    many = [{"role": "user", "content": f"note {i}"} for i in range(1_600)]
+    scanned = Firewall(policy(roles={"user": ["secrets", "pii", "hidden_unicode", "evil"]}))
+    with (
+        canned_upstream({"content": "fine"}) as url,
+        ProxyThread(scanned, url, tmp_path / "audit.jsonl", scan_history=True) as running,
+    ):
+        response = ask(running.url, many)
+        assert ask(running.url, many[:3]).status_code == 200
+    error = response.json()["error"]
+    assert response.status_code == 413 and error["code"] == "request_too_large"
+    assert "larger than 1,000,000 bytes (1600 messages scanned)" in error["message"]
+    assert [r["stage"] for r in read_records(tmp_path / "audit.jsonl")] == ["input", "output"]
