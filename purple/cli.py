@@ -5,18 +5,22 @@ Exit codes: 0 ok, 1 policy failure (a --fail-on threshold was met), 2 usage or i
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, TextIO
 
 import click
 
 from purple import __version__
 
 EXIT_OK, EXIT_POLICY, EXIT_ERROR = 0, 1, 2
+EXIT_BROKEN_PIPE = 141
+"""What a shell reports for a command stopped by SIGPIPE: the reader of standard output went away (`| head`)."""
 
 
 class FiniteFloatRange(click.FloatRange):
@@ -45,6 +49,51 @@ def _warn(message: str) -> None:
 
 def _error(message: str) -> None:
     click.echo(f"purple: error: {_printable(message)}", err=True)
+
+
+def _write_failed(exc: OSError, output: str | None) -> NoReturn:
+    """A write of results failed: one line and exit 2; a closed pipe on standard output (`purple detect ... | head`)
+    ends the command quietly with 141, as SIGPIPE would (click would say 1, the policy-failure code)."""
+    if exc.errno == errno.EPIPE and not output:
+        try:  # nothing more can reach the reader; keep Python's exit-time flush from failing again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        sys.exit(EXIT_BROKEN_PIPE)
+    _error(f"cannot write {output or 'standard output'}: {exc.strerror or exc}")
+    sys.exit(EXIT_ERROR)
+
+
+class _Sink:
+    """Where a command writes its results, line by line: --output or standard output; see _write_failed."""
+
+    def __init__(self, output: str | None) -> None:
+        self.output = output
+        try:
+            self.handle: TextIO = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+        except OSError as exc:
+            _write_failed(exc, output)
+
+    def write(self, text: str) -> None:
+        try:
+            self.handle.write(text)
+        except OSError as exc:
+            _write_failed(exc, self.output)
+
+    def flush(self) -> None:
+        try:
+            self.handle.flush()
+        except OSError as exc:
+            _write_failed(exc, self.output)
+
+    def close(self) -> None:
+        """Flush, and close a file (never standard output)."""
+        self.flush()
+        if self.output:
+            try:
+                self.handle.close()
+            except OSError as exc:
+                _write_failed(exc, self.output)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -232,10 +281,9 @@ def scan(
         )
     else:
         rendered = _text_report(outcome.results, shield.treatment, shield.semgrep.available)
-    if output:
-        Path(output).write_text(rendered + "\n", encoding="utf-8")
-    else:
-        click.echo(rendered)
+    sink = _Sink(output)
+    sink.write(rendered + "\n")
+    sink.close()
 
     # a semgrep run that timed out or failed, or a rule semgrep refused, leaves findings out: incomplete, not clean
     tier_failed = any(note.startswith(FAILURE_NOTES) for note in outcome.run_notes)
@@ -364,7 +412,7 @@ def guard(
             _error(f"cannot read {input_path}: {exc.strerror}")
             sys.exit(EXIT_ERROR)
 
-    sink = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+    sink = _Sink(output)
     errors = unsafe = 0
     for chunk in _chunks(records, 64):
         good = [r for r in chunk if r.error is None]
@@ -390,8 +438,7 @@ def guard(
             else:
                 sink.write(_guard_line(row, input_path is not None) + "\n")
         sink.flush()
-    if output:
-        sink.close()
+    sink.close()
     detector.close()
     if errors:
         sys.exit(EXIT_ERROR)
@@ -476,7 +523,7 @@ def detect(
             _error(f"cannot read {input_path}: {exc.strerror}")
             sys.exit(EXIT_ERROR)
 
-    sink = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+    sink = _Sink(output)
     errors = flagged = 0
     for chunk in _chunks(records, 64):
         good = [r for r in chunk if r.error is None]
@@ -505,8 +552,7 @@ def detect(
             else:
                 sink.write(_detect_line(row, input_path is not None) + "\n")
         sink.flush()
-    if output:
-        sink.close()
+    sink.close()
     if errors:
         sys.exit(EXIT_ERROR)
     if flagged and fail_on == "flagged":

@@ -98,3 +98,31 @@ def test_ctrl_c_is_exit_130_not_the_policy_code(tmp_path: Path) -> None:
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130 and stderr.strip().endswith("purple: error: interrupted"), stderr
+
+
+def test_results_that_cannot_be_written_are_one_line_exit_2(tmp_path: Path) -> None:
+    """A full disk (or any failed write of --output) is 'cannot write', exit 2, not a bare OSError."""
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"text": "hello"}\n')
+    result = run("--input", str(path), "--output", "/dev/full")
+    assert result.exit_code == 2
+    assert "cannot write /dev/full: No space left on device" in result.output and "OSError" not in result.output
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path: Path) -> None:
+    """`purple detect --input big.jsonl | head`: the closed pipe stops detect with 141 (as SIGPIPE would), not with
+    1 (the policy-failure code) and no traceback or 'Exception ignored' noise."""
+    import os
+    import subprocess
+    import sys
+
+    many = tmp_path / "many.jsonl"  # far more output than a pipe buffers, so a write must meet the closed pipe
+    many.write_text("".join(f'{{"text": "hello number {i}"}}\n' for i in range(3000)))
+    process = subprocess.Popen([sys.executable, "-m", "purple.cli", "detect", "--input", str(many)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert process.stdout is not None
+    process.stdout.readline()
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 141 and not stderr, stderr
