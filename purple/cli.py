@@ -96,6 +96,28 @@ class _Sink:
                 _write_failed(exc, self.output)
 
 
+class _LineErrors:
+    """The per-line errors of detect and guard on standard error: each distinct error for its first SHOWN lines,
+    then one count at the end (an unreachable server fails every line the same way); the rows keep every error."""
+
+    SHOWN = 3
+
+    def __init__(self) -> None:
+        self.seen: dict[str, int] = {}
+
+    def add(self, where: str, error: str) -> None:
+        self.seen[error] = self.seen.get(error, 0) + 1
+        if self.seen[error] <= self.SHOWN:
+            _error(f"{where}: {error}")
+
+    def summarize(self) -> int:
+        """Print the counts of what was not shown; return how many lines failed."""
+        for error, count in self.seen.items():
+            if count > self.SHOWN:
+                _error(f"{count - self.SHOWN} more line(s) with the same error: {error}")
+        return sum(self.seen.values())
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", "-V", prog_name="purple")
 def cli() -> None:
@@ -413,23 +435,22 @@ def guard(
             sys.exit(EXIT_ERROR)
 
     sink = _Sink(output)
-    errors = unsafe = 0
+    errors = _LineErrors()
+    unsafe = 0
     for chunk in _chunks(records, 64):
         good = [r for r in chunk if r.error is None]
         verdicts = iter(detector.check_many([list(r.messages) for r in good]))
         for record in chunk:
             if record.error is not None:
-                _error(f"{input_path}:{record.line}: {record.error}")
+                errors.add(f"{input_path}:{record.line}", record.error)
                 row = {"line": record.line, "id": record.id, "decision": None, "error": record.error}
-                errors += 1
             else:
                 verdict = next(verdicts)
                 row = {"line": record.line, "id": record.id, **verdict.to_dict()}
                 row.pop("findings", None)
                 if verdict.error:  # not classified: no decision to report, as for an unreadable line
-                    _error(f"{input_path or 'input'}:{record.line}: {verdict.error}")
+                    errors.add(f"{input_path or 'input'}:{record.line}", verdict.error)
                     row["decision"] = None
-                    errors += 1
                 unsafe += verdict.decision == "block"
             if record.id is None:
                 row.pop("id")
@@ -440,7 +461,7 @@ def guard(
         sink.flush()
     sink.close()
     detector.close()
-    if errors:
+    if errors.summarize():
         sys.exit(EXIT_ERROR)
     if unsafe and fail_on == "unsafe":
         sys.exit(EXIT_POLICY)
@@ -524,7 +545,8 @@ def detect(
             sys.exit(EXIT_ERROR)
 
     sink = _Sink(output)
-    errors = flagged = 0
+    errors = _LineErrors()
+    flagged = 0
     for chunk in _chunks(records, 64):
         good = [r for r in chunk if r.error is None]
         roles = [role or ("tool" if r.messages[-1].role in THIRD_PARTY_ROLES else "user") for r in good]
@@ -532,18 +554,16 @@ def detect(
         role_of = iter(roles)
         for record in chunk:
             if record.error is not None:
-                _error(f"{input_path}:{record.line}: {record.error}")
+                errors.add(f"{input_path}:{record.line}", record.error)
                 row: dict[str, Any] = {"line": record.line, "id": record.id, "decision": None, "error": record.error}
-                errors += 1
             else:
                 item_role = next(role_of)
                 verdict = detector.verdict_for(next(details), item_role)
                 row = {"line": record.line, "id": record.id, "role": item_role, **verdict.to_dict()}
                 row.pop("findings", None)
                 if verdict.error:  # not classified: no decision to report, as for an unreadable line
-                    _error(f"{input_path or 'input'}:{record.line}: {verdict.error}")
+                    errors.add(f"{input_path or 'input'}:{record.line}", verdict.error)
                     row["decision"] = None
-                    errors += 1
                 flagged += verdict.decision == "block"
             if record.id is None:
                 row.pop("id")
@@ -553,7 +573,7 @@ def detect(
                 sink.write(_detect_line(row, input_path is not None) + "\n")
         sink.flush()
     sink.close()
-    if errors:
+    if errors.summarize():
         sys.exit(EXIT_ERROR)
     if flagged and fail_on == "flagged":
         sys.exit(EXIT_POLICY)

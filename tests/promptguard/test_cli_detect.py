@@ -126,3 +126,19 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path: Path) -> Non
     process.stdout.close()
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 141 and not stderr, stderr
+
+
+def test_the_same_error_on_many_lines_is_shown_three_times_then_counted(tmp_path: Path) -> None:
+    """Standard error shows each distinct line error for its first three lines, then one count; the output rows
+    keep every error."""
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"text": "hello"}\n' + "{\n" * 8 + "[]\n")
+    out = tmp_path / "out.jsonl"
+    result = run("--input", str(path), "--output", str(out))
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 3 + 1 + 1  # three lines with the error, its count, and line 10 (a list, not an object)
+    assert [line.split(": ")[2] for line in lines[:3]] == [f"{path}:{n}" for n in (2, 3, 4)]
+    assert "5 more line(s) with the same error: not valid JSON" in lines[-1]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 10 and sum(1 for r in rows if r["error"]) == 9
