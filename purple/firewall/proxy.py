@@ -3,7 +3,9 @@
 - `POST /v1/chat/completions` (streaming included): the newest turn is scanned before the request goes upstream
   (every message with `scan_history`, for apps that forward histories their users wrote), the answer after it comes
   back (streamed answers in windows: chunks are held until the output so far passes). An upstream that ignores
-  `stream` and answers with one JSON completion has it scanned whole, then sent to the client as a stream.
+  `stream` and answers with one JSON completion (whatever its Content-Type says) has it scanned whole, then
+  sent to the client as a stream; a streamed answer that is neither events nor a completion ends in
+  `bad_upstream`.
 - `GET /v1/models`: the upstream's list. `GET /health`: the proxy's own state and policy; 503 while the audit log
   cannot be written (each probe then tries the log again, so the proxy recovers without traffic).
 - The client's `Authorization` (and OpenAI organization / project, Azure `api-key`) headers go to the upstream as
@@ -11,7 +13,9 @@
 - Every decision is appended to the JSONL audit log and on disk before the response that depends on it is sent:
   decisions, scores, reasons, finding locations, content hashes and lengths; no headers, and no message text
   beyond what a detector quotes in its reason (hidden_unicode spells out decoded tag characters). A request whose
-  record cannot be written is refused (503 `audit_unavailable`): nothing goes up or back unrecorded.
+  record cannot be written is refused (503 `audit_unavailable`): nothing goes up or back unrecorded. A record
+  over the log's cap refuses the request (413 `request_too_large`) or withholds the answer (502
+  `answer_too_large`; mid-stream, an error event ends the stream).
 - A block answers HTTP 400 with error code `content_filter` (policy `on_block: raise`), or a normal completion
   holding the policy's refusal with `finish_reason: content_filter` (`on_block: refuse`). Mid-stream, a block
   ends the stream with an error event (raise) or a refusal chunk (refuse).
@@ -381,7 +385,7 @@ class _Proxy:
 
         async def decide(window: int, final: bool) -> FirewallResult:
             result = await check.acheck()
-            await self.audit.awrite(
+            await self._write_output(
                 {
                     **base,
                     "stage": "output",
@@ -392,15 +396,28 @@ class _Proxy:
                     "reason": result.reason,
                     "results": [result.to_dict()],
                     "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
-                }
+                },
+                base,
+                started,
+                {"window": window, "final": final},
+                f"window {window}",
             )
             return result
 
         async def events() -> AsyncIterator[bytes]:
             held: list[bytes] = []
             window = 0
+            pieces = response.aiter_bytes()
             try:
-                async for data in _sse_data(response):
+                head = await _head(pieces)  # the first bytes only: a real stream is not held up
+                if head.lstrip(_BLANK).startswith(b"{"):  # one JSON body, whatever its Content-Type said
+                    raw = await _collect(_chained(head, pieces))
+                    for event in await self._whole_events(raw, body, messages, base, started):
+                        yield event
+                    return
+                events_seen = 0
+                async for data in _sse_data(_chained(head, pieces)):
+                    events_seen += 1
                     if data == "[DONE]":
                         break
                     chunk = json.loads(data)
@@ -418,6 +435,14 @@ class _Proxy:
                         held.clear()
                     check.feed(chunk)
                     held.append(b"data: " + data.encode() + b"\n\n")
+                if not events_seen:
+                    await self._note_upstream(base, 502, started)
+                    raise _UpstreamError(
+                        502,
+                        "the upstream answered a streamed request with neither server-sent events "
+                        "nor a chat completion",
+                        "bad_upstream",
+                    )
                 result = await decide(window + 1, final=True)
                 if result.blocked:
                     for event in self._blocked_events(result.reason, model):
@@ -429,7 +454,9 @@ class _Proxy:
             except (OSError, RuntimeError) as exc:  # the audit log failed: nothing more goes out unrecorded
                 log.error("audit log write failed: %s", exc)
                 yield _error_event("the audit log cannot be written; answer withheld", "audit_unavailable")
-            except (httpx.HTTPError, _UpstreamError) as exc:
+            except _UpstreamError as exc:  # an answer over a size cap, or not one the proxy can read
+                yield _error_event(str(exc), exc.code)
+            except httpx.HTTPError as exc:
                 yield _error_event(f"the upstream stream broke off: {_reason(exc)}", "upstream_error")
             except ValueError as exc:
                 yield _error_event(
@@ -465,9 +492,7 @@ class _Proxy:
             await self._note_upstream(base, failure.status, started)
             return _error(failure.status, str(failure), failure.code, request_id)
         try:
-            data, results = await self._scan_answer(
-                raw, messages, base, started, {"window": 1, "final": True, "upstream_streamed": False}
-            )
+            events = await self._whole_events(raw, body, messages, base, started)
         except _UpstreamError as exc:
             return _error(exc.status, str(exc), exc.code, request_id)
         except (OSError, RuntimeError) as exc:
@@ -475,19 +500,30 @@ class _Proxy:
             return _error(
                 503, "the audit log cannot be written; answer withheld", "audit_unavailable", request_id
             )
-        blocked = next((r for r in results if r.blocked), None)
-        if blocked is not None:
-            events = self._blocked_events(blocked.reason, base["model"])
-        else:
-            options = body.get("stream_options")
-            usage = isinstance(options, dict) and options.get("include_usage") is True
-            events = [b"data: " + json.dumps(c).encode() + b"\n\n" for c in completion_chunks(data, usage)]
-            events.append(b"data: [DONE]\n\n")
         return StreamingResponse(
             iter(events),
             media_type="text/event-stream",
             headers={"X-Purple-Request-Id": request_id, "Cache-Control": "no-cache"},
         )
+
+    async def _whole_events(
+        self, raw: bytes, body: dict[str, Any], messages: list[Message], base: dict[str, Any], started: float
+    ) -> list[bytes]:
+        """A whole completion (`raw`) scanned and recorded, as the events that answer a streamed request.
+
+        Raises as _scan_answer does.
+        """
+        data, results = await self._scan_answer(
+            raw, messages, base, started, {"window": 1, "final": True, "upstream_streamed": False}
+        )
+        blocked = next((r for r in results if r.blocked), None)
+        if blocked is not None:
+            return self._blocked_events(blocked.reason, base["model"])
+        options = body.get("stream_options")
+        usage = isinstance(options, dict) and options.get("include_usage") is True
+        events = [b"data: " + json.dumps(c).encode() + b"\n\n" for c in completion_chunks(data, usage)]
+        events.append(b"data: [DONE]\n\n")
+        return events
 
     # ------------------------------------------------------------------------------------------- helpers
     async def _scan_answer(
@@ -500,8 +536,8 @@ class _Proxy:
     ) -> tuple[dict[str, Any], list[FirewallResult]]:
         """Read a whole chat completion, scan every choice and record the outcome (with `extra`).
 
-        _UpstreamError (noted in the log) when it is not a chat completion; OSError or RuntimeError when the audit
-        log cannot be written.
+        _UpstreamError (noted in the log) when it is not a chat completion or its record is over the log's
+        cap; OSError or RuntimeError when the audit log cannot be written.
         """
         try:
             data = json.loads(raw)
@@ -513,7 +549,7 @@ class _Proxy:
             ) from None
         results = [await self.firewall.ascan(message, messages) for message in outputs]
         outbound = max(results, key=lambda r: r.decision.rank) if results else None
-        await self.audit.awrite(
+        await self._write_output(
             {
                 **base,
                 "stage": "output",
@@ -524,9 +560,34 @@ class _Proxy:
                 "reason": outbound.reason if outbound else "no choices",
                 "results": [r.to_dict() for r in results],
                 "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
-            }
+            },
+            base,
+            started,
+            {**extra, "choices": len(results)},
+            f"{len(results)} choices scanned",
         )
         return data, results
+
+    async def _write_output(
+        self, record: dict[str, Any], base: dict[str, Any], started: float, where: dict[str, Any], what: str
+    ) -> None:
+        """Write an output record; OSError or RuntimeError when the log cannot be written.
+
+        A record over the log's cap cannot be kept, so the answer is withheld: an `output_withheld` record
+        (with `where`) says so, then _UpstreamError 502 `answer_too_large` (the log works; this answer cannot
+        pass).
+        """
+        try:
+            await self.audit.awrite(record)
+        except ValueError:
+            withheld = {**base, "stage": "output_withheld", "code": "answer_too_large", **where}
+            await self._note(withheld, started)
+            raise _UpstreamError(
+                502,
+                f"the answer's audit record would be larger than {MAX_RECORD_BYTES:,} bytes ({what}); "
+                "answer withheld",
+                "answer_too_large",
+            ) from None
 
     async def _json_body(self, request: Request) -> dict[str, Any]:
         declared = request.headers.get("content-length")
@@ -579,15 +640,13 @@ class _Proxy:
 
     async def _note_upstream(self, base: dict[str, Any], status: int, started: float) -> None:
         """Record that the upstream failed, so the log shows why an input decision has no output decision."""
+        await self._note({**base, "stage": "upstream_error", "upstream_status": status}, started)
+
+    async def _note(self, record: dict[str, Any], started: float) -> None:
+        """Record why a request ended without an answer (a failed write is only logged)."""
         try:
-            await self.audit.awrite(
-                {
-                    **base,
-                    "stage": "upstream_error",
-                    "upstream_status": status,
-                    "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
-                }
-            )
+            elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
+            await self.audit.awrite({**record, "elapsed_ms": elapsed_ms})
         except (OSError, RuntimeError) as exc:
             log.error("audit log write failed: %s", exc)
 
@@ -663,25 +722,52 @@ def _upstream_failure(exc: httpx.HTTPError, upstream: str, timeout_s: float) -> 
 
 
 async def _read_capped(response: httpx.Response, limit: int = MAX_RESPONSE_BYTES) -> bytes:
-    received = bytearray()
     try:
-        async for piece in response.aiter_bytes():
-            received += piece
-            if len(received) > limit:
-                raise _UpstreamError(
-                    502, f"the upstream answer is larger than {limit:,} bytes", "bad_upstream"
-                )
+        return await _collect(response.aiter_bytes(), limit)
     finally:
         await response.aclose()
+
+
+async def _collect(pieces: AsyncIterator[bytes], limit: int = MAX_RESPONSE_BYTES) -> bytes:
+    received = bytearray()
+    async for piece in pieces:
+        received += piece
+        if len(received) > limit:
+            raise _UpstreamError(502, f"the upstream answer is larger than {limit:,} bytes", "bad_upstream")
     return bytes(received)
 
 
-async def _sse_data(response: httpx.Response) -> AsyncIterator[str]:
+_BLANK = b" \t\r\n\xef\xbb\xbf"
+"""Bytes that may come before a body's first character: whitespace and a UTF-8 byte order mark."""
+
+
+async def _head(pieces: AsyncIterator[bytes]) -> bytes:
+    """A body's first bytes: read until one is not blank, or the body ends (nothing more is waited for)."""
+    head = b""
+    async for piece in pieces:
+        head += piece
+        if head.lstrip(_BLANK):
+            break
+        if len(head) > MAX_EVENT_BYTES:
+            raise _UpstreamError(
+                502, f"the upstream answer starts with over {MAX_EVENT_BYTES:,} blank bytes", "bad_upstream"
+            )
+    return head
+
+
+async def _chained(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if head:
+        yield head
+    async for piece in rest:
+        yield piece
+
+
+async def _sse_data(pieces: AsyncIterator[bytes]) -> AsyncIterator[str]:
     """The `data` of each server-sent event, lines joined; _UpstreamError past the event or stream size caps."""
     buffer = b""
     data: list[bytes] = []
     size = total = 0
-    async for piece in response.aiter_bytes():
+    async for piece in pieces:
         buffer += piece
         total += len(piece)
         if total > MAX_RESPONSE_BYTES:

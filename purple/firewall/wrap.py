@@ -1,10 +1,11 @@
 """The firewall around app code: `wrap(client)` for the OpenAI Python client and `guard` for any function that
 takes messages and returns text.
 
-Input (the newest turn: the messages after the last assistant message) is checked before the call, output after
-it; streamed output is checked in windows (`purple.firewall.streaming`). A block raises FirewallBlocked, or, when
-the policy says `on_block: refuse`, answers with the policy's refusal instead. Human review lets the call go on;
-pass `on_result` to hear about every decision (for streams: each window's, then the whole answer's).
+Input (the newest turn: the messages after the last assistant message; every message with `scan_history`) is
+checked before the call, output after it; streamed output is checked in windows (`purple.firewall.streaming`).
+A block raises FirewallBlocked, or, when the policy says `on_block: refuse`, answers with the policy's refusal
+instead. Human review lets the call go on; pass `on_result` to hear about every decision (for streams: each
+window's, then the whole answer's).
 """
 
 from __future__ import annotations
@@ -71,9 +72,14 @@ def _as_dict(message: Any) -> dict[str, Any]:
 class _Guard:
     """Checks shared by the sync and async wrappers."""
 
-    def __init__(self, firewall: Firewall, on_result: OnResult | None) -> None:
+    def __init__(self, firewall: Firewall, on_result: OnResult | None, scan_history: bool = False) -> None:
         self.firewall = firewall
         self.on_result = on_result
+        self.scan_history = scan_history
+
+    def start(self, messages: Sequence[Message]) -> int:
+        """Where the input check starts: 0 with `scan_history`, else the newest turn."""
+        return 0 if self.scan_history else turn_start(messages)
 
     @property
     def refuse(self) -> bool:
@@ -164,7 +170,7 @@ class _Completions:
         guard = self._guard
         messages = _request_messages(kwargs)
         model = str(kwargs.get("model", ""))
-        if not guard.inbound(guard.firewall.replay(messages, turn_start(messages))):
+        if not guard.inbound(guard.firewall.replay(messages, guard.start(messages))):
             if kwargs.get("stream"):
                 return _ListStream(guard.refusal_chunks(model))
             return guard.refusal_completion(model)
@@ -284,7 +290,7 @@ class _AsyncCompletions(_Completions):
         guard = self._guard
         messages = _request_messages(kwargs)
         model = str(kwargs.get("model", ""))
-        if not guard.inbound(await guard.firewall.areplay(messages, turn_start(messages))):
+        if not guard.inbound(await guard.firewall.areplay(messages, guard.start(messages))):
             if kwargs.get("stream"):
                 return _AsyncList(guard.refusal_chunks(model))
             return guard.refusal_completion(model)
@@ -375,13 +381,19 @@ class _AsyncStream:
 
 # ------------------------------------------------------------------------------------------------- public
 def wrap(
-    client: Any, firewall: Firewall | Policy | str | Path | None = None, *, on_result: OnResult | None = None
+    client: Any,
+    firewall: Firewall | Policy | str | Path | None = None,
+    *,
+    on_result: OnResult | None = None,
+    scan_history: bool = False,
 ) -> Any:
     """`client` (openai.OpenAI or openai.AsyncOpenAI) with the firewall around `chat.completions.create`.
 
     `firewall` is a Firewall (share one: its detectors are built once), a Policy, a preset name or a YAML path.
+    `scan_history`: check every message of each request, not only the newest turn (the default trusts the
+    earlier turns as checked when they were new, which holds only when the app keeps the history itself).
     """
-    return _guarded(client, _Guard(_firewall(firewall), on_result))
+    return _guarded(client, _Guard(_firewall(firewall), on_result, scan_history))
 
 
 def _guarded(client: Any, guard: _Guard) -> GuardedClient:
@@ -392,12 +404,16 @@ def _guarded(client: Any, guard: _Guard) -> GuardedClient:
 
 
 def guard(
-    firewall: Firewall | Policy | str | Path | None = None, *, on_result: OnResult | None = None
+    firewall: Firewall | Policy | str | Path | None = None,
+    *,
+    on_result: OnResult | None = None,
+    scan_history: bool = False,
 ) -> Callable[[F], F]:
     """Decorator for `fn(messages, ...) -> str` (sync or async): checks the messages' newest turn before the call
     and the returned text after it. `messages` may be a string, Messages, or OpenAI-style dicts.
+    `scan_history`: check every message, not only the newest turn (as for `wrap`).
     """
-    checks = _Guard(_firewall(firewall), on_result)
+    checks = _Guard(_firewall(firewall), on_result, scan_history)
 
     def decorate(fn: F) -> F:
         if inspect.iscoroutinefunction(fn):
@@ -405,7 +421,8 @@ def guard(
             @functools.wraps(fn)
             async def run_async(messages: Any, *args: Any, **kwargs: Any) -> str:
                 conversation = as_messages(messages)
-                if not checks.inbound(await checks.firewall.areplay(conversation, turn_start(conversation))):
+                inbound = await checks.firewall.areplay(conversation, checks.start(conversation))
+                if not checks.inbound(inbound):
                     return checks.firewall.policy.refusal
                 text = await fn(messages, *args, **kwargs)
                 if not checks.outbound(
@@ -419,7 +436,7 @@ def guard(
         @functools.wraps(fn)
         def run(messages: Any, *args: Any, **kwargs: Any) -> str:
             conversation = as_messages(messages)
-            if not checks.inbound(checks.firewall.replay(conversation, turn_start(conversation))):
+            if not checks.inbound(checks.firewall.replay(conversation, checks.start(conversation))):
                 return checks.firewall.policy.refusal
             text = fn(messages, *args, **kwargs)
             if not checks.outbound(checks.firewall.scan(Message("assistant", _text(text)), conversation)):

@@ -79,6 +79,19 @@ class Crashing(BatchDetector):
         return [Verdict(Decision.ALLOW, 0.0, self.name, reason="fine") for _ in conversations]
 
 
+class Wordy(BatchDetector):
+    """Allows, with a reason `chars` long when the last message contains `word` (a record too big to keep)."""
+
+    def __init__(self, word: str, chars: int, name: str = "wordy") -> None:
+        self.word = word
+        self.chars = chars
+        self.name = name
+
+    def check_many(self, conversations: Sequence[Conversation]) -> list[Verdict]:
+        reasons = ["x" * self.chars if self.word in c[-1].content else "quiet" for c in conversations]
+        return [Verdict(Decision.ALLOW, 0.0, self.name, reason=reason) for reason in reasons]
+
+
 class Rendezvous(BatchDetector):
     """Allows only when `parties` detectors are inside `check` at the same time: proves they run in parallel."""
 

@@ -18,7 +18,7 @@ import pytest
 from purple.firewall import DetectorPolicy, Firewall, Policy
 from purple.firewall.audit import read_records
 from purple.types import Decision
-from tests.firewall.support import Crashing, Keyword, ProxyThread, Sleepy, StreamingServer
+from tests.firewall.support import Crashing, Keyword, ProxyThread, Sleepy, StreamingServer, Wordy
 from tests.support.fixtures import TEST_KEY
 from tests.support.openai_server import OpenAIServer
 
@@ -349,7 +349,8 @@ def fixed_upstream(
     content_type: str, whole: bytes, streamed: bytes, streamed_type: str = "text/event-stream"
 ) -> Iterator[str]:
     """An upstream on 127.0.0.1 that answers every POST 200 with `whole`, or with `streamed` (an event stream,
-    unless `streamed_type` says otherwise) when asked to stream; yields its base URL."""
+    unless `streamed_type` says otherwise) when asked to stream; an empty type sends no Content-Type. Yields
+    its base URL."""
 
     class Fixed(BaseHTTPRequestHandler):
         def log_message(self, *args: Any) -> None:
@@ -358,8 +359,10 @@ def fixed_upstream(
         def do_POST(self) -> None:  # noqa: N802 - http.server naming
             stream = json.loads(self.rfile.read(int(self.headers["Content-Length"]))).get("stream")
             data = streamed if stream else whole
+            media = streamed_type if stream else content_type
             self.send_response(200)
-            self.send_header("Content-Type", streamed_type if stream else content_type)
+            if media:
+                self.send_header("Content-Type", media)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -475,12 +478,17 @@ def test_health_is_503_while_the_audit_log_fails_and_ok_again_after(tmp_path: Pa
 
 
 # ------------------------------------------------------------------------- an upstream that ignores `stream`
-def json_upstream(message: dict[str, Any], finish_reason: str = "stop") -> AbstractContextManager[str]:
-    """An upstream that answers every request, streamed or not, with one JSON chat completion of `message`."""
+def completion(message: dict[str, Any], finish_reason: str = "stop") -> bytes:
+    """One JSON chat completion of `message`, with usage."""
     choice = {"index": 0, "message": {"role": "assistant", **message}, "finish_reason": finish_reason}
     answer = {"id": "cmpl-1", "object": "chat.completion", "created": 7, "model": "m", "choices": [choice],
               "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
-    raw = json.dumps(answer).encode()
+    return json.dumps(answer).encode()
+
+
+def json_upstream(message: dict[str, Any], finish_reason: str = "stop") -> AbstractContextManager[str]:
+    """An upstream that answers every request, streamed or not, with one JSON chat completion of `message`."""
+    raw = completion(message, finish_reason)
     return fixed_upstream("application/json", raw, raw, streamed_type="application/json")
 
 
@@ -588,3 +596,162 @@ def test_a_request_too_large_to_record_is_refused_in_one_line(tmp_path: Path) ->
     assert response.status_code == 413 and error["code"] == "request_too_large"
     assert "larger than 1,000,000 bytes (1600 messages scanned)" in error["message"]
     assert [r["stage"] for r in read_records(tmp_path / "audit.jsonl")] == ["input", "output"]
+
+
+# ------------------------------------------------------------------------ an answer too large to record
+def sse_chunk(content: str) -> bytes:
+    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+             "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}]}
+    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+
+@pytest.mark.parametrize("path", ["whole", "json_for_a_stream", "untyped_json_for_a_stream"])
+def test_an_answer_too_large_to_record_is_withheld_in_one_line(tmp_path: Path, path: str) -> None:
+    """2,000 choices make an output record over the audit log's cap: the answer is withheld with one clear
+    error (502 `answer_too_large`, or an error event once a stream has begun), not an internal error, and the
+    log says why the request has no output record."""
+    choices = [{"index": i, "message": {"role": "assistant", "content": "fine"}, "finish_reason": "stop"}
+               for i in range(2_000)]
+    raw = json.dumps({"id": "c", "object": "chat.completion", "created": 0, "model": "m", "choices": choices})
+    streamed_type = "text/plain" if path == "untyped_json_for_a_stream" else "application/json"
+    detectors = ["secrets", "pii", "hidden_unicode", "evil"]
+    scanned = Firewall(policy(roles={"user": ["evil"], "assistant": detectors}))
+    with (
+        fixed_upstream("application/json", raw.encode(), raw.encode(), streamed_type) as url,
+        ProxyThread(scanned, url, tmp_path / "audit.jsonl") as running,
+    ):
+        response = ask(running.url, "hello", stream=path != "whole")
+    if path == "untyped_json_for_a_stream":  # found out only once the stream had begun
+        assert response.status_code == 200
+        events = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
+        assert len(events) == 1
+        error = events[0]["error"]
+    else:
+        assert response.status_code == 502
+        error = response.json()["error"]
+    assert error["code"] == "answer_too_large"
+    assert error["message"] == (
+        "the answer's audit record would be larger than 1,000,000 bytes (2000 choices scanned); "
+        "answer withheld"
+    )
+    records = list(read_records(tmp_path / "audit.jsonl"))
+    assert [r["stage"] for r in records] == ["input", "output_withheld"]
+    assert records[1]["code"] == "answer_too_large" and records[1]["choices"] == 2_000
+
+
+def test_a_streamed_window_too_large_to_record_ends_the_stream(tmp_path: Path) -> None:
+    """Mid-stream, the window whose record is over the cap is withheld and an error event ends the stream."""
+    streamed = sse_chunk("a" * 20) + sse_chunk("boom " + "b" * 20) + sse_chunk("c" * 20) + b"data: [DONE]\n\n"
+    wordy = Wordy("boom", 1_100_000)
+    firewall = Firewall(policy(roles={"assistant": ["wordy"]}, detectors={"wordy": wordy}, stream_window=16))
+    with (
+        fixed_upstream("application/json", b"{}", streamed) as url,
+        ProxyThread(firewall, url, tmp_path / "audit.jsonl") as running,
+    ):
+        events = stream_events(running.url, "hello")
+    assert streamed_text(events) == "a" * 20 and len(events) == 2
+    assert events[-1]["error"] == {
+        "message": "the answer's audit record would be larger than 1,000,000 bytes (window 2); "
+        "answer withheld",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "answer_too_large",
+    }
+    records = list(read_records(tmp_path / "audit.jsonl"))
+    assert [(r["stage"], r.get("window")) for r in records] == [
+        ("input", None), ("output", 1), ("output_withheld", 2)
+    ]
+
+
+# ------------------------------------------------- a streamed request answered with neither events nor a type
+@pytest.mark.parametrize("streamed_type", ["text/plain", "text/event-stream", ""])
+def test_a_whole_answer_under_any_content_type_is_scanned_and_streamed(
+    tmp_path: Path, streamed_type: str
+) -> None:
+    """An upstream that ignores `stream` and mislabels its JSON answer (or labels it not at all): the answer
+    is not lost in an empty stream but scanned whole and sent as chunks, or blocked whole."""
+    scanned = Firewall(policy(roles={"user": ["evil"], "assistant": ["evil"]}))
+    answers = {}
+    for content in ("a calm answer", "an evil plan"):
+        raw = b"\n" + completion({"content": content})
+        with (
+            fixed_upstream("application/json", raw, raw, streamed_type) as url,
+            ProxyThread(scanned, url, tmp_path / "audit.jsonl") as running,
+        ):
+            answers[content] = stream_events(running.url, "hello", stream_options={"include_usage": True})
+    calm, evil = answers["a calm answer"], answers["an evil plan"]
+    assert streamed_text(calm) == "a calm answer" and calm[-1] == {"done": True}
+    assert calm[0]["object"] == "chat.completion.chunk" and calm[-2]["usage"]["total_tokens"] == 5
+    assert len(evil) == 1 and evil[0]["error"]["code"] == "content_filter"
+    outputs = [r for r in read_records(tmp_path / "audit.jsonl") if r["stage"] == "output"]
+    assert [(r["decision"], r["upstream_streamed"], r["window"]) for r in outputs] == [
+        ("allow", False, 1), ("block", False, 1)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("streamed_type", "streamed", "message"),
+    [
+        ("text/html", b"<html>gateway page</html>", "neither server-sent events nor a chat completion"),
+        ("text/event-stream", b"", "neither server-sent events nor a chat completion"),
+        ("text/event-stream", b": ping\n\n", "neither server-sent events nor a chat completion"),
+        ("text/plain", b'{"status": "ok"}', "something that is not a chat completion"),
+    ],
+    ids=["html", "empty", "only_comments", "json_not_a_completion"],
+)
+def test_a_streamed_answer_that_is_neither_events_nor_a_completion_is_an_error(
+    tmp_path: Path, streamed_type: str, streamed: bytes, message: str
+) -> None:
+    with (
+        fixed_upstream("application/json", b"{}", streamed, streamed_type) as url,
+        ProxyThread(Firewall(policy()), url, tmp_path / "audit.jsonl") as running,
+    ):
+        events = stream_events(running.url, "hello")
+    assert len(events) == 1 and events[0]["error"]["code"] == "bad_upstream"
+    assert message in events[0]["error"]["message"]
+    assert [r["stage"] for r in read_records(tmp_path / "audit.jsonl")] == ["input", "upstream_error"]
+
+
+def test_a_real_stream_is_passed_on_as_it_comes(tmp_path: Path) -> None:
+    """Telling events from a whole answer reads only the first bytes: the first window reaches the client
+    while the upstream still holds back the rest of its stream."""
+    released = threading.Event()
+    finished = threading.Event()
+
+    class Gated(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server naming
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            for piece in (sse_chunk("a" * 20), sse_chunk("b" * 20)):
+                self.wfile.write(piece)
+                self.wfile.flush()
+            released.wait(5)
+            self.wfile.write(sse_chunk("c" * 20) + b"data: [DONE]\n\n")
+            finished.set()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Gated)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    firsts: list[bool] = []
+    try:
+        with ProxyThread(Firewall(policy(stream_window=16)), url, tmp_path / "audit.jsonl") as running:
+            events = []
+            request = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+            with httpx.stream(
+                "POST", f"{running.url}/chat/completions", headers=AUTH, timeout=60, json=request
+            ) as response:
+                for line in response.iter_lines():
+                    if line.startswith("data: {"):
+                        firsts.append(finished.is_set())
+                        released.set()
+                        events.append(json.loads(line[6:]))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert firsts[0] is False  # the first window arrived before the upstream had sent the rest
+    assert streamed_text(events) == "a" * 20 + "b" * 20 + "c" * 20

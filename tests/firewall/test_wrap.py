@@ -4,7 +4,7 @@ model, the plain client against the proxy, and the `guard` decorator."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -203,3 +203,63 @@ def test_the_wrapper_leaves_no_way_around_it(gateway: ProxyThread) -> None:
     tuned = client.with_options(timeout=30)
     with pytest.raises(FirewallBlocked):
         tuned.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "evil"}])
+
+
+HISTORY = [
+    {"role": "user", "content": "an evil plan"},
+    {"role": "assistant", "content": "ok"},
+    {"role": "user", "content": "write me a haiku"},
+]
+
+
+@pytest.mark.parametrize("scan_history", [False, True])
+def test_scan_history_checks_earlier_turns_too(
+    upstream: StreamingServer, gateway: ProxyThread, scan_history: bool
+) -> None:
+    """A history the app forwards as its user wrote it: by default earlier turns count as checked (as in the
+    proxy); with scan_history the earlier evil turn is blocked before any call."""
+    firewall = app_firewall()
+    calls: list[Any] = []
+
+    @guard(firewall, scan_history=scan_history)
+    def answer(messages: Any) -> str:
+        calls.append(messages)
+        return "fine"
+
+    @guard(firewall, scan_history=scan_history)
+    async def answer_async(messages: Any) -> str:
+        calls.append(messages)
+        return "async fine"
+
+    async def create_async() -> Any:
+        raw = openai.AsyncOpenAI(base_url=gateway.url, api_key=TEST_KEY, max_retries=0)
+        try:
+            client = wrap(raw, firewall, scan_history=scan_history)
+            return await client.chat.completions.create(model="tiny", messages=HISTORY, max_tokens=12)
+        finally:
+            await raw.close()
+
+    raw = openai.OpenAI(base_url=gateway.url, api_key=TEST_KEY, max_retries=0)
+    sync_client = wrap(raw, firewall, scan_history=scan_history)
+    attempts: list[Callable[[], Any]] = [
+        lambda: sync_client.chat.completions.create(model="tiny", messages=HISTORY, max_tokens=12),
+        lambda: sync_client.with_options(timeout=30).chat.completions.create(
+            model="tiny", messages=HISTORY, max_tokens=12, stream=True
+        ),
+        lambda: asyncio.run(create_async()),
+        lambda: answer(HISTORY),
+        lambda: asyncio.run(answer_async(HISTORY)),
+    ]
+    before = len(upstream.requests)
+    if not scan_history:
+        sync, stream, async_, text, async_text = [attempt() for attempt in attempts]
+        expected = upstream.reply(HISTORY, max_tokens=12)
+        assert sync.choices[0].message.content == expected == async_.choices[0].message.content
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == expected
+        assert (text, async_text) == ("fine", "async fine") and len(calls) == 2
+        return
+    for attempt in attempts:
+        with pytest.raises(FirewallBlocked) as caught:
+            attempt()
+        assert caught.value.stage == "input" and caught.value.result.blocked_at == 0
+    assert len(upstream.requests) == before and calls == []
