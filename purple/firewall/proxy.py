@@ -691,14 +691,20 @@ def _trace_record(result: TraceResult, messages: Sequence[Message], start: int) 
     }
 
 
+NOT_RETRYABLE = frozenset({"answer_too_large"})
+"""Error codes of server errors that the same request would meet again: sent with `x-should-retry: false`, which
+OpenAI's clients honour, so a withheld answer is not asked of the upstream again."""
+
+
 def _error(
     status: int, message: str, code: str, request_id: str, headers: Mapping[str, str] | None = None
 ) -> Response:
     kind = "invalid_request_error" if status < 500 else "api_error"
+    no_retry = {"x-should-retry": "false"} if code in NOT_RETRYABLE else {}
     return JSONResponse(
         {"error": {"message": message, "type": kind, "param": None, "code": code}},
         status_code=status,
-        headers={"X-Purple-Request-Id": request_id, **(headers or {})},
+        headers={"X-Purple-Request-Id": request_id, **no_retry, **(headers or {})},
     )
 
 

@@ -627,7 +627,7 @@ def test_an_answer_too_large_to_record_is_withheld_in_one_line(tmp_path: Path, p
         assert len(events) == 1
         error = events[0]["error"]
     else:
-        assert response.status_code == 502
+        assert response.status_code == 502 and response.headers["x-should-retry"] == "false"
         error = response.json()["error"]
     assert error["code"] == "answer_too_large"
     assert error["message"] == (
@@ -755,3 +755,22 @@ def test_a_real_stream_is_passed_on_as_it_comes(tmp_path: Path) -> None:
         server.server_close()
     assert firsts[0] is False  # the first window arrived before the upstream had sent the rest
     assert streamed_text(events) == "a" * 20 + "b" * 20 + "c" * 20
+
+
+def test_openai_clients_do_not_ask_again_for_a_withheld_answer(tmp_path: Path) -> None:
+    """OpenAI's client retries server errors, but honours `x-should-retry: false`: an answer withheld as too large
+    to record (the same request would be withheld again) is asked of the upstream once, not three times."""
+    import openai
+
+    choices = [{"index": i, "message": {"role": "assistant", "content": "fine"}, "finish_reason": "stop"}
+               for i in range(2_000)]
+    raw = json.dumps({"id": "c", "object": "chat.completion", "created": 0, "model": "m", "choices": choices})
+    firewall = Firewall(policy(roles={"user": ["evil"], "assistant": ["secrets", "pii", "hidden_unicode"]}))
+    with (
+        fixed_upstream("application/json", raw.encode(), raw.encode()) as url,
+        ProxyThread(firewall, url, tmp_path / "audit.jsonl") as running,
+    ):
+        client = openai.OpenAI(base_url=running.url, api_key="sk-test", max_retries=2)
+        with pytest.raises(openai.InternalServerError, match="answer withheld"):
+            client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hello"}])
+    assert [r["stage"] for r in read_records(tmp_path / "audit.jsonl")] == ["input", "output_withheld"]
