@@ -302,20 +302,10 @@ class _Proxy:
         if stream:
             return await self._stream(body, headers, messages, base, request_id, started)
         try:
-            response = await self.client.send(
-                self.client.build_request(
-                    "POST", f"{self.upstream}/chat/completions", json=body, headers=headers
-                ),
-                stream=True,
-            )
-            raw = await _read_capped(response)
+            response = await self._post_chat(body, headers, base, started)
+            raw = await self._read_answer(response, base, started)
         except _UpstreamError as exc:
-            await self._note_upstream(base, exc.status, started)
             return _error(exc.status, str(exc), exc.code, request_id)
-        except httpx.HTTPError as exc:
-            failure = _upstream_failure(exc, self.upstream, self.timeout_s)
-            await self._note_upstream(base, failure.status, started)
-            return _error(failure.status, str(failure), failure.code, request_id)
         if response.status_code != 200:
             await self._note_upstream(base, response.status_code, started)
             return Response(
@@ -329,10 +319,7 @@ class _Proxy:
         except _UpstreamError as exc:
             return _error(exc.status, str(exc), exc.code, request_id)
         except (OSError, RuntimeError) as exc:
-            log.error("audit log write failed: %s", exc)
-            return _error(
-                503, "the audit log cannot be written; answer withheld", "audit_unavailable", request_id
-            )
+            return _answer_withheld(exc, request_id)
         choices = data["choices"]
         blocked = [i for i, r in enumerate(results) if r.blocked]
         if blocked:
@@ -356,16 +343,9 @@ class _Proxy:
         started: float,
     ) -> Response:
         try:
-            response = await self.client.send(
-                self.client.build_request(
-                    "POST", f"{self.upstream}/chat/completions", json=body, headers=headers
-                ),
-                stream=True,
-            )
-        except httpx.HTTPError as exc:
-            failure = _upstream_failure(exc, self.upstream, self.timeout_s)
-            await self._note_upstream(base, failure.status, started)
-            return _error(failure.status, str(failure), failure.code, request_id)
+            response = await self._post_chat(body, headers, base, started)
+        except _UpstreamError as exc:
+            return _error(exc.status, str(exc), exc.code, request_id)
         if response.status_code != 200:
             try:
                 raw = await _read_capped(response)
@@ -483,23 +463,12 @@ class _Proxy:
         """A whole completion answering a streamed request: scanned whole as a non-streamed answer is, then sent as
         chunks (or as a blocked stream: an error event, or the refusal)."""
         try:
-            raw = await _read_capped(response)
-        except _UpstreamError as exc:
-            await self._note_upstream(base, exc.status, started)
-            return _error(exc.status, str(exc), exc.code, request_id)
-        except httpx.HTTPError as exc:
-            failure = _upstream_failure(exc, self.upstream, self.timeout_s)
-            await self._note_upstream(base, failure.status, started)
-            return _error(failure.status, str(failure), failure.code, request_id)
-        try:
+            raw = await self._read_answer(response, base, started)
             events = await self._whole_events(raw, body, messages, base, started)
         except _UpstreamError as exc:
             return _error(exc.status, str(exc), exc.code, request_id)
         except (OSError, RuntimeError) as exc:
-            log.error("audit log write failed: %s", exc)
-            return _error(
-                503, "the audit log cannot be written; answer withheld", "audit_unavailable", request_id
-            )
+            return _answer_withheld(exc, request_id)
         return StreamingResponse(
             iter(events),
             media_type="text/event-stream",
@@ -526,6 +495,35 @@ class _Proxy:
         return events
 
     # ------------------------------------------------------------------------------------------- helpers
+    async def _post_chat(
+        self, body: dict[str, Any], headers: dict[str, str], base: dict[str, Any], started: float
+    ) -> httpx.Response:
+        """Send the chat request upstream (the caller reads the answer); _UpstreamError, noted in the log, when it
+        cannot be sent."""
+        try:
+            return await self.client.send(
+                self.client.build_request(
+                    "POST", f"{self.upstream}/chat/completions", json=body, headers=headers
+                ),
+                stream=True,
+            )
+        except httpx.HTTPError as exc:
+            failure = _upstream_failure(exc, self.upstream, self.timeout_s)
+            await self._note_upstream(base, failure.status, started)
+            raise failure from None
+
+    async def _read_answer(self, response: httpx.Response, base: dict[str, Any], started: float) -> bytes:
+        """The upstream's whole answer; _UpstreamError, noted in the log, when it breaks off or passes the cap."""
+        try:
+            return await _read_capped(response)
+        except _UpstreamError as exc:
+            await self._note_upstream(base, exc.status, started)
+            raise
+        except httpx.HTTPError as exc:
+            failure = _upstream_failure(exc, self.upstream, self.timeout_s)
+            await self._note_upstream(base, failure.status, started)
+            raise failure from None
+
     async def _scan_answer(
         self,
         raw: bytes,
@@ -706,6 +704,12 @@ def _error(
         status_code=status,
         headers={"X-Purple-Request-Id": request_id, **no_retry, **(headers or {})},
     )
+
+
+def _answer_withheld(exc: Exception, request_id: str) -> Response:
+    """The answer's audit record could not be written: it does not go out."""
+    log.error("audit log write failed: %s", exc)
+    return _error(503, "the audit log cannot be written; answer withheld", "audit_unavailable", request_id)
 
 
 def _error_event(message: str, code: str) -> bytes:
