@@ -65,6 +65,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from purple.promptguard.data import gz_rows
+
 CATEGORIES: tuple[str, ...] = tuple(f"S{n}" for n in range(1, 15))
 WEAK_WEIGHT = 0.2
 """Sample weight of weak_label rows (unsafe only under a stricter policy than Llama Guard's)."""
@@ -188,13 +190,6 @@ def _codes(values: Iterable[str | None]) -> tuple[str, ...]:
     return tuple(c for c in CATEGORIES if c in found)
 
 
-def _gz_rows(path: Path) -> Iterator[dict]:
-    with gzip.open(path, "rt", encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                yield json.loads(line)
-
-
 def _csv_rows(text: str) -> list[dict[str, str]]:
     """Rows of a CSV whose first lines may be `#` comments (PyRIT's version line)."""
     body = "\n".join(line for line in text.split("\n") if not line.startswith("#"))
@@ -208,19 +203,19 @@ def _slug(text: str) -> str:
 # ------------------------------------------------------------------------------------------------- readers
 def _harmful(data: Path) -> Iterator[ContentExample]:
     folder = data / "harmful_prompts_categorized"
-    for row in _gz_rows(folder / "harmful_prompts.jsonl.gz"):
+    for row in gz_rows(folder / "harmful_prompts.jsonl.gz"):
         source = str(row["source"])
         group = "harmful_prompts_categorized/" + ("pyrit/airt" if source.startswith("pyrit/airt") else source)
         codes = _codes([row.get("category"), *(row.get("all_categories") or [])])
         yield ContentExample(row["text"], True, codes, group, lang=row.get("lang") or "en",
                              weight=WEAK_WEIGHT if row.get("weak_label") else 1.0)
-    for row in _gz_rows(folder / "cysecbench.jsonl.gz"):
+    for row in gz_rows(folder / "cysecbench.jsonl.gz"):
         yield ContentExample(row["text"], True, ("S2",), "harmful_prompts_categorized/cysecbench",
                              lang=row.get("lang") or "en", weight=CYSECBENCH_WEIGHT)
 
 
 def _hatecheck(data: Path) -> Iterator[ContentExample]:
-    for row in _gz_rows(data / "hatecheck" / "hatecheck.jsonl.gz"):
+    for row in gz_rows(data / "hatecheck" / "hatecheck.jsonl.gz"):
         unsafe = row["label"] == "unsafe"
         yield ContentExample(row["text"], unsafe, ("S10",) if unsafe else (), "hatecheck", hard_negative=not unsafe)
 
@@ -305,7 +300,7 @@ def _benign_group(source: str) -> str:
 
 
 def _benign(data: Path) -> Iterator[ContentExample]:
-    for row in _gz_rows(data / "benign_prompts_large" / "prompts.jsonl.gz"):
+    for row in gz_rows(data / "benign_prompts_large" / "prompts.jsonl.gz"):
         yield ContentExample(row["text"], False, (), _benign_group(row["source"]), lang=row.get("lang") or "en",
                              hard_negative=bool(row.get("hard_negative")))
 
@@ -320,7 +315,7 @@ def _sensitive_group(source: str) -> str:
 
 
 def _safe_sensitive(data: Path) -> Iterator[ContentExample]:
-    for row in _gz_rows(data / "safe_sensitive_prompts" / "prompts.jsonl.gz"):
+    for row in gz_rows(data / "safe_sensitive_prompts" / "prompts.jsonl.gz"):
         yield ContentExample(row["text"], False, (), _sensitive_group(row["source"]), lang=row.get("lang") or "en",
                              hard_negative=True)
 
@@ -328,7 +323,7 @@ def _safe_sensitive(data: Path) -> Iterator[ContentExample]:
 def _multilingual_documents(data: Path) -> Iterator[ContentExample]:
     """Safe non-English text that is not a question: command documentation (tldr) and Wikipedia paragraphs (XQuAD)
     in eleven languages, so that the head does not learn "not English" from MultiJail's unsafe prompts."""
-    for row in _gz_rows(data / "benign_documents" / "documents.jsonl.gz"):
+    for row in gz_rows(data / "benign_documents" / "documents.jsonl.gz"):
         lang = row.get("lang") or "en"
         if lang != "en" and str(row["source"]).split("/")[0] in ("tldr", "xquad"):
             yield ContentExample(row["text"], False, (), "benign_documents/multilingual", lang=lang)

@@ -20,7 +20,6 @@ No labels are read: the pairs teach language, not safety. Seeded (`--seed`); abo
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import random
 import re
@@ -28,12 +27,13 @@ import shutil
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from purple.offline.build import truncated_encoder
+from purple.promptguard.data import gz_rows
 from purple.promptguard.normalize import normalize
 
 SETTINGS_FILE = "purple-distill.json"
@@ -50,13 +50,6 @@ class Pair:
     source: str
 
 
-def _gz_rows(path: Path) -> Iterator[dict[str, Any]]:
-    with gzip.open(path, "rt", encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                yield json.loads(line)
-
-
 def _tldr_name(page: str) -> str | None:
     match = re.match(r"#\s*(.+)", page.strip())
     return match.group(1).strip() if match else None
@@ -64,7 +57,7 @@ def _tldr_name(page: str) -> str | None:
 
 def multijail_pairs(data: Path) -> list[Pair]:
     by_id: dict[str, dict[str, str]] = defaultdict(dict)
-    for row in _gz_rows(data / "harmful_prompts_categorized" / "harmful_prompts.jsonl.gz"):
+    for row in gz_rows(data / "harmful_prompts_categorized" / "harmful_prompts.jsonl.gz"):
         if str(row.get("source", "")).startswith("multijail/") and row.get("id"):
             by_id[str(row["id"])][str(row.get("lang"))] = str(row["text"])
     return [Pair(texts["en"], text, lang, "multijail") for texts in by_id.values() if "en" in texts
@@ -76,7 +69,7 @@ def document_pairs(data: Path) -> list[Pair]:
     english_pages: dict[str, str] = {}
     translated: list[tuple[str, str]] = []
     paragraphs: dict[str, list[str]] = defaultdict(list)
-    for row in _gz_rows(data / "benign_documents" / "documents.jsonl.gz"):
+    for row in gz_rows(data / "benign_documents" / "documents.jsonl.gz"):
         source, lang, text = str(row.get("source", "")), str(row.get("lang")), str(row["text"])
         if source.startswith("tldr/"):
             name = _tldr_name(text)
@@ -103,9 +96,9 @@ def english_anchors(data: Path, count: int, seed: int) -> list[Pair]:
     """English training texts that must keep their vectors: half benign prompts (math, code, role-play and tool
     requests, open questions), half harmful prompts (training sources only)."""
     kept = ("gsm8k/", "gpteacher/", "nq_open/NQ-open.dev.jsonl")
-    prompts = [str(r["text"]) for r in _gz_rows(data / "benign_prompts_large" / "prompts.jsonl.gz")
+    prompts = [str(r["text"]) for r in gz_rows(data / "benign_prompts_large" / "prompts.jsonl.gz")
                if str(r.get("source", "")).startswith(kept)]
-    harmful = [str(r["text"]) for r in _gz_rows(data / "harmful_prompts_categorized" / "harmful_prompts.jsonl.gz")
+    harmful = [str(r["text"]) for r in gz_rows(data / "harmful_prompts_categorized" / "harmful_prompts.jsonl.gz")
                if r.get("lang") == "en" and not str(r.get("source", "")).startswith(("catqa/", "ailuminate/demo_fr"))]
     rng = random.Random(seed)
     chosen: list[str] = []

