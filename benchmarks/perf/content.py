@@ -3,8 +3,8 @@
 Measured in one run, on this machine's CPU (ours on onnxruntime, Llama Guard on torch, 2 threads each):
 
 - ours: `purple.content.default_content_detector()` (or the model folder given with --model): load time; latency
-  p50 / p99 of one short prompt per call (texts never seen before, so the shared encoder's cache misses); the same
-  prompts again (cache hits, as when the injection head on the same encoder has already read the message); batched
+  p50 / p99 of one short prompt per call (texts never seen before, so the encoder's cache misses); the same
+  prompts again (cache hits, as when the same message is checked twice, e.g. in a prompt and again in a transcript); batched
   throughput on other short prompts;
 - Llama Guard: `purple.llamaguard.LlamaGuard` (batched first-token scoring with a shared-prefix cache, Purple's fast
   path) on a Llama-Guard-3-1B-shaped model with random weights built by benchmarks/perf/llamaguard.py (real width
@@ -174,7 +174,8 @@ def report(ours: dict[str, Any], guard: dict[int, dict[str, Any]] | None, qualit
         f"- Prompts: {ours['prompts'] + ours['batch_prompts']} held-out English user prompts (20-300 characters, half "
         "safe, half unsafe; sources never trained on), each classified as a one-message conversation.",
         f"- Ours: `{ours['folder']}` (frozen MiniLM encoder, {ours['layers']} layers, hidden {ours['hidden']}, "
-        "int8 in onnxruntime; content head on the mean-pooled vector and the window's tokens), evasion normaliser on.",
+        "int8 in onnxruntime, distilled for other languages; content head on the mean-pooled vector and the window's "
+        "tokens), evasion normaliser on.",
     ]
     if guard:
         depths = sorted(guard)
@@ -192,7 +193,7 @@ def report(ours: dict[str, Any], guard: dict[int, dict[str, Any]] | None, qualit
         "| path | p50 ms / conversation | p99 ms / conversation |",
         "|---|---:|---:|",
         f"| **Purple offline classifier** (new text) | **{ours['p50_ms']:.1f}** | {ours['p99_ms']:.1f} |",
-        f"| Purple offline classifier, text already encoded (shared encoder cache) | {ours['hit_p50_ms']:.2f} | - |",
+        f"| Purple offline classifier, text already encoded (encoder cache) | {ours['hit_p50_ms']:.2f} | - |",
     ]
     estimate = full_depth_estimate(guard) if guard else None
     if guard:

@@ -5,9 +5,9 @@ and whose labels are S-codes of the taxonomy (`taxonomies/mlcommons.yaml` unless
 message: the last one that is not a system message, so the agent's response when the conversation ends with the
 agent, else the latest user (or tool) message.
 
-Scoring: the text is normalised against evasions (`purple.promptguard.normalize`, as for the injection head, so the
-shared encoder's cache serves both), cut into 128-token windows and encoded once by the shared frozen encoder
-(`purple.offline`); the `content` head gives P(unsafe) and one score per hazard S1..S14 for every window, and a text
+Scoring: the text is normalised against evasions (`purple.promptguard.normalize`, as for the injection head), cut
+into windows (the model's `window` / `overlap`) and encoded once by the content model's frozen encoder
+(`purple.offline`, CONTENT_MODEL_DIR); the `content` head gives P(unsafe) and one score per hazard S1..S14 for every window, and a text
 takes the maximum of each over its windows.
 
 Selecting categories (`categories=`, `exclude=`, or a taxonomy with fewer codes) narrows what counts:
@@ -37,7 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from purple.llamaguard.taxonomy import Taxonomy, TaxonomyError, load_taxonomy
-from purple.offline.encoder import MODEL_DIR, OfflineModelError, SharedEncoder, is_model_available, read_settings
+from purple.offline.encoder import (
+    CONTENT_MODEL_DIR,
+    OfflineModelError,
+    SharedEncoder,
+    is_model_available,
+    read_settings,
+)
 from purple.offline.encoder import shared_encoder as _shared_encoder
 from purple.promptguard.normalize import normalize, readable_text
 from purple.refusal import read_refusal
@@ -74,7 +80,7 @@ class ContentClassifier(BatchDetector):
 
     def __init__(
         self,
-        folder: str | os.PathLike[str] = MODEL_DIR,
+        folder: str | os.PathLike[str] = CONTENT_MODEL_DIR,
         *,
         encoder: SharedEncoder | None = None,
         taxonomy: str | Path | Taxonomy | None = None,
@@ -258,10 +264,10 @@ def content_model_folder(spec: str) -> Path | None:
     head, _, rest = spec.strip().partition(":")
     if head.strip().lower() not in MODEL_NAMES:
         return None
-    return Path(rest.strip()).expanduser() if rest.strip() else MODEL_DIR
+    return Path(rest.strip()).expanduser() if rest.strip() else CONTENT_MODEL_DIR
 
 
-def is_content_model_available(folder: Path = MODEL_DIR) -> bool:
+def is_content_model_available(folder: Path = CONTENT_MODEL_DIR) -> bool:
     """True when `folder` is an offline model with a content head."""
     if not is_model_available(folder):
         return False
@@ -284,8 +290,8 @@ def default_content_detector() -> ContentClassifier:
     if _DEFAULT is None:
         with _DEFAULT_LOCK:
             if _DEFAULT is None:
-                if not is_model_available(MODEL_DIR):
-                    raise OfflineModelError(f"the offline content model is not installed ({MODEL_DIR} is missing "
-                                            "or incomplete)")
-                _DEFAULT = ContentClassifier(MODEL_DIR)
+                if not is_model_available(CONTENT_MODEL_DIR):
+                    raise OfflineModelError(f"the offline content model is not installed ({CONTENT_MODEL_DIR} is "
+                                            "missing or incomplete)")
+                _DEFAULT = ContentClassifier(CONTENT_MODEL_DIR)
     return _DEFAULT

@@ -1,9 +1,9 @@
 """Quality figures of the offline content classifier on the held-out sources (the numbers in the model card).
 
-    python -m purple.content.evaluate --data ../shared/datasets [--model purple/offline/model]
+    python -m purple.content.evaluate --data ../shared/datasets [--model purple/offline/content_model]
         [--json results.json] [--write-card]
 
-Scores every held-out example (see `purple.content.data`) exactly as the detector does (normalised, 128-token
+Scores every held-out example (see `purple.content.data`) exactly as the detector does (normalised, the model's
 windows, maximum over windows, all hazards selected) and reports, at the model's own threshold: AUPRC, ROC AUC and
 precision / recall / F1 / FPR for unsafe vs safe (all held-out sources, English only, prompts and agent responses
 apart); the over-refusal rate (the share of held-out safe questions on sensitive topics that are flagged); recall
@@ -25,7 +25,7 @@ from typing import Any
 
 from purple.content.data import CATEGORIES, OVER_REFUSAL_GROUPS, ContentExample, is_weak_label, load_corpus, split
 from purple.content.detector import ContentClassifier
-from purple.offline.encoder import MODEL_DIR
+from purple.offline.encoder import CONTENT_MODEL_DIR
 from purple.report.classification import average_precision, classification_metrics
 from purple.resources import shown_path
 
@@ -182,7 +182,7 @@ def write_card(card: Path, text: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m purple.content.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/datasets"))
-    parser.add_argument("--model", type=Path, default=MODEL_DIR)
+    parser.add_argument("--model", type=Path, default=CONTENT_MODEL_DIR)
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     parser.add_argument("--write-card", action="store_true", help="update MODEL_CARD.md beside the model")

@@ -37,7 +37,7 @@ class Safety:
             return False
         from purple.content import detector as content
 
-        return not content.is_content_model_available(content.MODEL_DIR)
+        return not content.is_content_model_available(content.CONTENT_MODEL_DIR)
 
     def load(self, path: Path) -> list[Sample]:
         rows = read_json_list(path, ("prompt", "category"))

@@ -127,9 +127,9 @@ def _content(options: dict[str, Any]) -> Detector:
     try:
         if folder is None and not options:
             return default_content_detector()
-        from purple.offline.encoder import MODEL_DIR
+        from purple.offline.encoder import CONTENT_MODEL_DIR
 
-        return ContentClassifier(folder or MODEL_DIR, **options)
+        return ContentClassifier(folder or CONTENT_MODEL_DIR, **options)
     except (RuntimeError, ValueError, OSError) as exc:
         why = (f"the offline content classifier in {folder}" if folder is not None else
                f"no Llama Guard model is configured (detectors.content.model or {GUARD_MODEL_ENV}) and the offline "

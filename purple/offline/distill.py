@@ -1,13 +1,16 @@
-"""Teach the shared encoder other languages: distil all-MiniLM-L6-v2's first layers so that a translation lands
+"""Teach the offline encoder other languages (the content model's encoder): distil all-MiniLM-L6-v2's first layers so that a translation lands
 where its English original does (Reimers & Gurevych 2020, "Making monolingual sentence embeddings multilingual").
 
     python -m purple.offline.distill --data ../shared/datasets --out .cache/multilingual-base
-    python -m purple.offline.train --data ../shared/datasets --base .cache/multilingual-base
+    python -m purple.offline.train --data ../shared/datasets --heads content --base .cache/multilingual-base \
+        --out purple/offline/content_model
 
 The teacher is the pretrained encoder (first `--layers` layers, frozen); the student starts as a copy of it. For
 each pair (English text, its translation) the student's vector of the translation is pulled to the teacher's vector
 of the English text (squared distance of the unit vectors), and each English anchor text is held at the teacher's
-vector, so English vectors (and the heads' English figures) stay where they were.
+vector, so English vectors (and the heads' English figures) stay where they were. The anchors include the injection
+head's English training texts (attacks and benign documents): anchored on prompts alone, the encoder drifted on
+those, and more held-out hard negatives were flagged.
 
 Pairs come from training sources only, never from a held-out source (purple.content.data.HELD_OUT_GROUPS,
 purple.promptguard.data.HELD_OUT_GROUPS):
@@ -33,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from purple.offline.build import truncated_encoder
+from purple.content.data import HELD_OUT_GROUPS as CONTENT_HELD_OUT
 from purple.promptguard.data import gz_rows
 from purple.promptguard.normalize import normalize
 
@@ -92,19 +96,52 @@ def document_pairs(data: Path) -> list[Pair]:
     return pairs
 
 
+KEPT_PROMPT_SOURCES = ("gsm8k/", "gpteacher/", "nq_open/NQ-open.dev.jsonl")
+"""English benign prompt sources of the anchors (training sources of both heads' corpora)."""
+DOCUMENT_SOURCES_KEPT_OUT = ("owasp-cheatsheets/", "agentdojo/", "spikee/", "humaneval/") + tuple(sorted(
+    group.removeprefix("safe_sensitive_prompts/") for group in CONTENT_HELD_OUT if "/medquad/" in group))
+"""benign_documents sources never used as anchors: held out for the injection head (OWASP, AgentDojo, spikee), the
+same problems as a held-out content source (HumanEval), or the answers to held-out sensitive questions (MedQuAD
+subsets)."""
+INJECTION_SOURCES_KEPT_OUT = ("agentdojo/", "spikee-seeds-composed/owasp-cheatsheets", "derived-obfuscation/owasp")
+"""injection_extra sources never used as anchors (held out for the injection head, or built on a held-out
+carrier)."""
+ATTACK_CONTEXT = 300
+"""Characters of the carrier document kept on each side of an inserted attack in an attack anchor."""
+
+
+def _around_payload(text: str, payload: str | None) -> str:
+    """The stretch of a composed document around its inserted attack (the window the injection head trains on)."""
+    start = text.find(payload) if payload else -1
+    if start < 0 or payload is None:
+        return text
+    return text[max(0, start - ATTACK_CONTEXT) : start + len(payload) + ATTACK_CONTEXT]
+
+
+def injection_anchor_texts(data: Path) -> list[str]:
+    """English texts of the injection head's training sources: attacks (direct, in documents: the stretch around
+    the attack, obfuscated) and benign third-party documents, held-out sources left out."""
+    texts = [_around_payload(str(r["text"]), r.get("payload"))
+             for r in gz_rows(data / "injection_extra" / "injections.jsonl.gz")
+             if r.get("lang") == "en" and not str(r.get("source", "")).startswith(INJECTION_SOURCES_KEPT_OUT)]
+    texts += [str(r["text"]) for r in gz_rows(data / "benign_documents" / "documents.jsonl.gz")
+              if r.get("lang") == "en" and not str(r.get("source", "")).startswith(DOCUMENT_SOURCES_KEPT_OUT)]
+    return texts
+
+
 def english_anchors(data: Path, count: int, seed: int) -> list[Pair]:
-    """English training texts that must keep their vectors: half benign prompts (math, code, role-play and tool
-    requests, open questions), half harmful prompts (training sources only)."""
-    kept = ("gsm8k/", "gpteacher/", "nq_open/NQ-open.dev.jsonl")
+    """English training texts that must keep their vectors, a third from each of: benign prompts (math, code,
+    role-play and tool requests, open questions), harmful prompts, and the injection head's attacks and benign
+    documents (training sources only)."""
     prompts = [str(r["text"]) for r in gz_rows(data / "benign_prompts_large" / "prompts.jsonl.gz")
-               if str(r.get("source", "")).startswith(kept)]
+               if str(r.get("source", "")).startswith(KEPT_PROMPT_SOURCES)]
     harmful = [str(r["text"]) for r in gz_rows(data / "harmful_prompts_categorized" / "harmful_prompts.jsonl.gz")
                if r.get("lang") == "en" and not str(r.get("source", "")).startswith(("catqa/", "ailuminate/demo_fr"))]
     rng = random.Random(seed)
     chosen: list[str] = []
-    for group in (prompts, harmful):
+    for group in (prompts, harmful, injection_anchor_texts(data)):
         rng.shuffle(group)
-        chosen += group[: count // 2]
+        chosen += group[: count // 3]
     return [Pair(text, text, "en", "anchor") for text in chosen]
 
 
@@ -190,7 +227,7 @@ def batches_by_length(lengths: Sequence[int], size: int, rng: random.Random) -> 
 
 
 def distill(data: Path, base: Path, out: Path, *, base_label: str | None = None, layers: int = 4, epochs: int = 2,
-            lr: float = 1e-4, batch_size: int = 32, anchors: int = 6000, max_tokens: int = 144, seed: int = 13,
+            lr: float = 1e-4, batch_size: int = 32, anchors: int = 9000, max_tokens: int = 144, seed: int = 13,
             threads: int = 2, limit: int | None = None) -> dict[str, Any]:
     """Distil and save the student (HF BERT folder with tokenizer) into `out`; returns the settings written."""
     import torch
@@ -278,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--anchors", type=int, default=6000, help="English texts held at the teacher's vectors")
+    parser.add_argument("--anchors", type=int, default=9000, help="English texts held at the teacher's vectors")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, help="at most N translation pairs (smoke runs)")

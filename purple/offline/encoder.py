@@ -1,11 +1,12 @@
-"""The frozen sentence encoder that Purple's offline classifiers share.
+"""The frozen sentence encoder of Purple's offline classifiers, with its linear heads, loaded from one folder.
 
-The shipped folder (`purple/offline/model/`) holds one `model.safetensors` with the first layers of all-MiniLM-L6-v2
-(pretrained weights, unchanged, stored as int8 with one float16 scale per row) and small linear heads on its
-mean-pooled output and the window's bag of tokens: one for prompt injection / jailbreak, one for content safety
-(unsafe + S1..S14). Both heads read the same vector, so a text is encoded once and every head scores it;
-`SharedEncoder` keeps a small cache of recent window vectors so two detectors asking about the same message (the
-firewall runs them side by side) pay once.
+A model folder holds one `model.safetensors` with the first layers of all-MiniLM-L6-v2 (stored as int8 with one
+float16 scale per row) and small linear heads on its mean-pooled output and the window's bag of tokens. Two folders
+ship: `purple/offline/model/` (MODEL_DIR: the pretrained layers, unchanged, and the prompt injection / jailbreak head)
+and `purple/offline/content_model/` (CONTENT_MODEL_DIR: the same layers distilled for other languages, and the
+content-safety head, unsafe + S1..S14). Every head in a folder reads the same vector, so a text is encoded once per
+folder; `SharedEncoder` keeps a small cache of recent window vectors so detectors asking about the same message pay
+once.
 
 The encoder runs in onnxruntime on CPU from `encoder.onnx`, a weight-free graph whose tensors are read from
 `model.safetensors` (see purple.offline.graph); the int8 matrices run as int8. Needs onnxruntime, tokenizers,
@@ -27,6 +28,9 @@ from typing import Any
 from purple.windows import window_starts
 
 MODEL_DIR = Path(__file__).resolve().parent / "model"
+"""The shipped injection model (the pretrained encoder layers and the `injection` head)."""
+CONTENT_MODEL_DIR = Path(__file__).resolve().parent / "content_model"
+"""The shipped content model (the encoder layers distilled for other languages and the `content` head)."""
 SCALE_SUFFIX = ".__scale"
 """A tensor stored as int8 has a float16 per-row scale under its name plus this suffix."""
 GRAPH_FILE = "encoder.onnx"

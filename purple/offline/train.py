@@ -274,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
                              "is two windows)")
     parser.add_argument("--overlap", type=int, default=28, help="tokens shared by neighbouring windows")
     parser.add_argument("--heads", default="injection,content", help="heads to fit, comma-separated")
+    parser.add_argument("--name", help="the model's name in purple.json (default: purple-minilm-l<layers>-<heads>-v5)")
     parser.add_argument("--c-injection", type=float, default=0.3,
                         help="inverse L2 strength of the injection head (strong: it generalises to unseen sources)")
     parser.add_argument("--c-content", type=float, default=0.3, help="inverse L2 strength of the content head")
@@ -305,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     distilled = base / DISTILL_SETTINGS
     distillation = json.loads(distilled.read_text(encoding="utf-8")) if distilled.is_file() else None
     settings = {
-        "name": f"purple-minilm-l{args.layers}-heads-v4",
+        "name": args.name or f"purple-minilm-l{args.layers}-{'-'.join(wanted)}-v5",
         "window": args.window,
         "overlap": args.overlap,
         "normalize": True,
@@ -315,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
                                 "are fitted" if distillation else "frozen (pretrained weights unchanged)",
                      **({"distillation": distillation} if distillation else {}),
                      "head": "logistic regression, L2, balanced classes",
-                     "c": {"injection": args.c_injection, "content": args.c_content}, "seed": args.seed},
+                     "c": {name: getattr(args, f"c_{name}") for name in wanted}, "seed": args.seed},
     }
     save_model(args.out, encoder_model, config, base / "tokenizer.json", {}, settings)  # the encoder as shipped
     encoder = SharedEncoder(args.out, cache_size=0, threads=args.threads)

@@ -108,7 +108,7 @@ def readable_text(value: Any, max_chars: int) -> str:
     """The text a detector scores: bytes decoded as UTF-8, NULs as spaces, lone surrogates replaced.
 
     Raises ValueError with one readable line for input that is not text, not valid UTF-8, or over `max_chars`.
-    Every offline head reads text prepared this way, so the shared encoder's cache serves them all."""
+    Every offline head reads text prepared this way, so an encoder's cache serves every head on it."""
     if isinstance(value, bytes | bytearray):
         try:
             value = bytes(value).decode("utf-8")

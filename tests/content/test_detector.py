@@ -15,7 +15,7 @@ pytest.importorskip("transformers")
 from purple.content import ContentClassifier, content_model_folder, is_content_model_available  # noqa: E402
 from purple.content.data import CATEGORIES  # noqa: E402
 from purple.llamaguard.taxonomy import TaxonomyError, load_taxonomy  # noqa: E402
-from purple.offline.encoder import MODEL_DIR, OfflineModelError, SharedEncoder  # noqa: E402
+from purple.offline.encoder import CONTENT_MODEL_DIR, OfflineModelError, SharedEncoder  # noqa: E402
 from purple.types import Decision, Message  # noqa: E402
 from tests.content.conftest import FIXED_SCORES  # noqa: E402
 
@@ -200,6 +200,6 @@ def test_folders_without_a_content_head_are_one_line_errors(tmp_path: Path) -> N
 
 
 def test_model_specs() -> None:
-    assert content_model_folder("purple-content") == MODEL_DIR
+    assert content_model_folder("purple-content") == CONTENT_MODEL_DIR
     assert content_model_folder("Purple_Content:/models/x") == Path("/models/x")
     assert content_model_folder("hf:meta-llama/Llama-Guard-3-1B") is None

@@ -29,7 +29,7 @@ from purple.types import Decision, Message  # noqa: E402
 def no_shipped_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """As if the shipped offline model were not installed, and no Llama Guard configured."""
     monkeypatch.setattr(content, "_DEFAULT", None)
-    monkeypatch.setattr(content, "MODEL_DIR", tmp_path / "missing")
+    monkeypatch.setattr(content, "CONTENT_MODEL_DIR", tmp_path / "missing")
     monkeypatch.delenv(GUARD_MODEL_ENV, raising=False)
 
 
@@ -78,8 +78,8 @@ def test_eval_guard_spec(fixed_dir: Path, no_shipped_model: None) -> None:
 
 
 def test_safety_is_judged_offline_without_a_judge(fixed_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert Safety().needs_judge_model is not content.is_content_model_available(content.MODEL_DIR)
-    monkeypatch.setattr(content, "MODEL_DIR", fixed_dir)
+    assert Safety().needs_judge_model is not content.is_content_model_available(content.CONTENT_MODEL_DIR)
+    monkeypatch.setattr(content, "CONTENT_MODEL_DIR", fixed_dir)
     monkeypatch.setattr(content, "_DEFAULT", ContentClassifier(fixed_dir))
     bench = Safety()
     assert not bench.needs_judge_model  # the offline classifier is there: no --judge needed

@@ -95,7 +95,7 @@ def test_any_detector_can_judge_and_needs_no_judge_model(monkeypatch: pytest.Mon
     import purple.content.detector as content  # no judge and no offline content model: one line naming --judge
 
     monkeypatch.setattr(content, "_DEFAULT", None)
-    monkeypatch.setattr(content, "MODEL_DIR", Path("/nonexistent/purple-content-model"))
+    monkeypatch.setattr(content, "CONTENT_MODEL_DIR", Path("/nonexistent/purple-content-model"))
     with pytest.raises(EvalError, match="--judge"):
         asyncio.run(Safety().judge(picked[:1], ["x"], _NoJudge()))
 
