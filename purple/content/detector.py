@@ -7,8 +7,8 @@ agent, else the latest user (or tool) message.
 
 Scoring: the text is normalised against evasions (`purple.promptguard.normalize`, as for the injection head), cut
 into windows (the model's `window` / `overlap`) and encoded once by the content model's frozen encoder
-(`purple.offline`, CONTENT_MODEL_DIR); the `content` head gives P(unsafe) and one score per hazard S1..S14 for every window, and a text
-takes the maximum of each over its windows.
+(`purple.offline`, CONTENT_MODEL_DIR); the `content` head gives P(unsafe) and one score per hazard S1..S14 for every
+window, and a text takes the maximum of each over its windows.
 
 Selecting categories (`categories=`, `exclude=`, or a taxonomy with fewer codes) narrows what counts:
 

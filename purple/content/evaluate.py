@@ -23,7 +23,14 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from purple.content.data import CATEGORIES, OVER_REFUSAL_GROUPS, ContentExample, is_weak_label, load_corpus, split
+from purple.content.data import (
+    CATEGORIES,
+    OVER_REFUSAL_GROUPS,
+    ContentExample,
+    is_weak_label,
+    load_corpus,
+    split,
+)
 from purple.content.detector import ContentClassifier
 from purple.offline.encoder import CONTENT_MODEL_DIR
 from purple.report.classification import average_precision, classification_metrics

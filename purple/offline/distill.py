@@ -1,5 +1,6 @@
-"""Teach the offline encoder other languages (the content model's encoder): distil all-MiniLM-L6-v2's first layers so that a translation lands
-where its English original does (Reimers & Gurevych 2020, "Making monolingual sentence embeddings multilingual").
+"""Teach the offline encoder other languages (the content model's encoder): distil all-MiniLM-L6-v2's first layers
+so that a translation lands where its English original does (Reimers & Gurevych 2020, "Making monolingual sentence
+embeddings multilingual").
 
     python -m purple.offline.distill --data ../shared/datasets --out .cache/multilingual-base
     python -m purple.offline.train --data ../shared/datasets --heads content --base .cache/multilingual-base \
@@ -35,8 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from purple.offline.build import truncated_encoder
 from purple.content.data import HELD_OUT_GROUPS as CONTENT_HELD_OUT
+from purple.offline.build import truncated_encoder
 from purple.promptguard.data import gz_rows
 from purple.promptguard.normalize import normalize
 

