@@ -58,14 +58,13 @@ import hashlib
 import html
 import io
 import json
-import random
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from purple.promptguard.data import gz_rows
+from purple.promptguard.data import gz_rows, split_by_group
 
 CATEGORIES: tuple[str, ...] = tuple(f"S{n}" for n in range(1, 15))
 WEAK_WEIGHT = 0.2
@@ -404,27 +403,8 @@ def split(examples: list[ContentExample], seed: int = 13, val_fraction: float = 
           caps: dict[str, int] | None = None, val_cap: int = 250) -> Split:
     """Held-out groups -> test; the rest: a random validation slice (at most `val_cap` per group), then a capped
     training sample (TRAIN_CAPS)."""
-    caps = TRAIN_CAPS if caps is None else caps
-    rng = random.Random(seed)
-    test = [e for e in examples if e.group in HELD_OUT_GROUPS]
-    rest = [e for e in examples if e.group not in HELD_OUT_GROUPS]
-    rng.shuffle(rest)
-    n_val = int(len(rest) * val_fraction)
-    per_group: Counter[str] = Counter()
-    val = []
-    for example in rest[:n_val]:
-        per_group[example.group] += 1
-        if per_group[example.group] <= val_cap:
-            val.append(example)
-    by_group: dict[str, list[ContentExample]] = defaultdict(list)
-    for example in rest[n_val:]:
-        by_group[example.group].append(example)
-    train: list[ContentExample] = []
-    for group in sorted(by_group):
-        cap = caps.get(group)
-        train.extend(by_group[group] if cap is None else by_group[group][:cap])
-    rng.shuffle(train)
-    return Split(train, val, test)
+    return Split(*split_by_group(examples, HELD_OUT_GROUPS, TRAIN_CAPS if caps is None else caps, seed,
+                                 val_fraction, val_cap))
 
 
 def main(argv: list[str] | None = None) -> None:

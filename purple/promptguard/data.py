@@ -35,6 +35,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 BENIGN, MALICIOUS = 0, 1
 
@@ -365,30 +366,44 @@ class Split:
         return out
 
 
-def split(examples: list[Example], seed: int = 13, val_fraction: float = 0.08,
-          caps: dict[str, int] | None = None, val_cap: int = 250) -> Split:
-    """Held-out groups -> test; the rest: a random validation slice, then a capped training sample."""
-    caps = TRAIN_CAPS if caps is None else caps
+class _Grouped(Protocol):
+    @property
+    def group(self) -> str: ...
+
+
+GroupedT = TypeVar("GroupedT", bound=_Grouped)
+
+
+def split_by_group(examples: list[GroupedT], held_out: frozenset[str], caps: dict[str, int], seed: int,
+                   val_fraction: float, val_cap: int) -> tuple[list[GroupedT], list[GroupedT], list[GroupedT]]:
+    """(train, val, test) of examples with a `group`: held-out groups -> test; of the rest (shuffled with `seed`), the
+    first `val_fraction` is the validation slice (at most `val_cap` per group) and the others a training sample
+    capped per group by `caps` (groups in name order, then shuffled). Shared by the injection and content corpora."""
     rng = random.Random(seed)
-    test = [e for e in examples if e.group in HELD_OUT_GROUPS]
-    rest = [e for e in examples if e.group not in HELD_OUT_GROUPS]
+    test = [e for e in examples if e.group in held_out]
+    rest = [e for e in examples if e.group not in held_out]
     rng.shuffle(rest)
     n_val = int(len(rest) * val_fraction)
-    val_all, pool = rest[:n_val], rest[n_val:]
     per_group: Counter[str] = Counter()
     val = []
-    for ex in val_all:  # at most `val_cap` per group, so no one big source dominates the validation figures
-        per_group[ex.group] += 1
-        if per_group[ex.group] <= val_cap:
-            val.append(ex)
-    by_group: dict[str, list[Example]] = defaultdict(list)
-    for ex in pool:
-        by_group[ex.group].append(ex)
-    train: list[Example] = []
+    for example in rest[:n_val]:  # no one big source dominates the validation figures
+        per_group[example.group] += 1
+        if per_group[example.group] <= val_cap:
+            val.append(example)
+    by_group: dict[str, list[GroupedT]] = defaultdict(list)
+    for example in rest[n_val:]:
+        by_group[example.group].append(example)
+    train: list[GroupedT] = []
     for group in sorted(by_group):
-        items = by_group[group]
         cap = caps.get(group)
-        train.extend(items if cap is None else items[:cap])
+        train.extend(by_group[group] if cap is None else by_group[group][:cap])
     rng.shuffle(train)
-    return Split(train, val, test)
+    return train, val, test
+
+
+def split(examples: list[Example], seed: int = 13, val_fraction: float = 0.08,
+          caps: dict[str, int] | None = None, val_cap: int = 250) -> Split:
+    """Held-out groups -> test; the rest: a random validation slice, then a capped training sample (TRAIN_CAPS)."""
+    return Split(*split_by_group(examples, HELD_OUT_GROUPS, TRAIN_CAPS if caps is None else caps, seed,
+                                 val_fraction, val_cap))
 
