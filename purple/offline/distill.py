@@ -99,11 +99,12 @@ def document_pairs(data: Path) -> list[Pair]:
 
 KEPT_PROMPT_SOURCES = ("gsm8k/", "gpteacher/", "nq_open/NQ-open.dev.jsonl")
 """English benign prompt sources of the anchors (training sources of both heads' corpora)."""
-DOCUMENT_SOURCES_KEPT_OUT = ("owasp-cheatsheets/", "agentdojo/", "spikee/", "humaneval/") + tuple(sorted(
+DOCUMENT_SOURCES_KEPT_OUT = ("owasp-cheatsheets/", "agentdojo/", "spikee/") + tuple(sorted(
     group.removeprefix("safe_sensitive_prompts/") for group in CONTENT_HELD_OUT if "/medquad/" in group))
-"""benign_documents sources never used as anchors: held out for the injection head (OWASP, AgentDojo, spikee), the
-same problems as a held-out content source (HumanEval), or the answers to held-out sensitive questions (MedQuAD
-subsets)."""
+"""benign_documents sources never used as anchors: held out for the injection head (OWASP, AgentDojo, spikee), or
+the answers to held-out sensitive questions (MedQuAD subsets). HumanEval code documents (source `humaneval`) are
+eligible, though the held-out HumanEval prompts are the same problems: the shipped content encoder was distilled
+with 28 of them among its anchors, and leaving them out would change what these commands reproduce."""
 INJECTION_SOURCES_KEPT_OUT = ("agentdojo/", "spikee-seeds-composed/owasp-cheatsheets", "derived-obfuscation/owasp")
 """injection_extra sources never used as anchors (held out for the injection head, or built on a held-out
 carrier)."""
