@@ -321,7 +321,8 @@ def _safe_sensitive(data: Path) -> Iterator[ContentExample]:
 
 def _multilingual_documents(data: Path) -> Iterator[ContentExample]:
     """Safe non-English text that is not a question: command documentation (tldr) and Wikipedia paragraphs (XQuAD)
-    in eleven languages, so that the head does not learn "not English" from MultiJail's unsafe prompts."""
+    in eleven languages, so that the head does not learn "not English" from MultiJail's unsafe prompts. The head is
+    fitted only on the languages that have both classes (purple.offline.train.one_class_languages)."""
     for row in gz_rows(data / "benign_documents" / "documents.jsonl.gz"):
         lang = row.get("lang") or "en"
         if lang != "en" and str(row["source"]).split("/")[0] in ("tldr", "xquad"):

@@ -17,7 +17,9 @@ What it does, deterministically:
    int8 matrices exactly as at inference, mean-pooled;
 3. fits one L2-regularised logistic regression per head output, with balanced class weights, on the unit-normalised
    vector and the window's bag of tokens (`--no-tokens`: the vector only): `injection` (malicious) on the injection
-   corpus, `content` (unsafe, S1..S14) on the content corpus (weak labels and capped sources weighted down);
+   corpus, `content` (unsafe, S1..S14) on the content corpus (weak labels and capped sources weighted down; texts in
+   non-English languages that the training slice holds in one class only are left out of the fit, so that a
+   language is not learnt as a label: `--one-class-languages`);
 4. picks each head's block threshold on its validation slice (training sources only; `--val-fpr` false positives);
 5. saves model.safetensors (encoder + heads), encoder.onnx (the graph that runs it), config.json, tokenizer.json
    and purple.json into `--out`.
@@ -47,6 +49,8 @@ from purple.offline.encoder import CONTENT_MODEL_DIR, MODEL_DIR, SharedEncoder, 
 from purple.offline.metrics import roc_auc, threshold_for_fpr
 from purple.promptguard.normalize import normalize
 
+VERSIONS = {"injection": 5, "content": 6}
+"""The shipped version of each head (in the default model name)."""
 MAX_WINDOWS_PER_TEXT = 6
 """Long benign documents give at most this many training windows (the first and random others)."""
 
@@ -219,6 +223,27 @@ def train_injection(encoder: SharedEncoder, data: Path, args: argparse.Namespace
     }
 
 
+def one_class_languages(examples: Sequence[Any], positive: Callable[[Any], bool]) -> list[str]:
+    """Non-English languages that `examples` hold in one class only. Fitted on, such a language teaches a head its
+    script and words as a label: for the content head MultiJail gives Bengali, Javanese and Swahili only as unsafe
+    prompts, and tldr and XQuAD give French, German and others only as safe text."""
+    classes: dict[str, set[bool]] = {}
+    for example in examples:
+        classes.setdefault(example.lang, set()).add(positive(example))
+    return [lang for lang, seen in sorted(classes.items()) if lang != "en" and len(seen) == 1]
+
+
+def without_languages(windows: list[list[int]], owners: list[int], vectors: Any, examples: Sequence[Any],
+                      languages: Sequence[str], head: str) -> tuple[list[list[int]], list[int], Any]:
+    """The training windows, vectors and owners without the windows of texts in `languages`."""
+    if not languages:
+        return windows, owners, vectors
+    kept = [row for row, owner in enumerate(owners) if examples[owner].lang not in languages]
+    print(f"{head}: not fitted on the one-class languages {', '.join(languages)} ({len(owners) - len(kept)} windows)",
+          flush=True)
+    return [windows[r] for r in kept], [owners[r] for r in kept], vectors[kept]
+
+
 def train_content(encoder: SharedEncoder, data: Path, args: argparse.Namespace) -> dict[str, Any]:
     from purple.content.data import CATEGORIES, load_corpus, split
 
@@ -226,6 +251,8 @@ def train_content(encoder: SharedEncoder, data: Path, args: argparse.Namespace) 
     rng = random.Random(args.seed)
     windows, owners = windows_for(encoder, parts.train, lambda e: e.unsafe, lambda e: None, rng)
     vectors = encode_cached(encoder, windows, args.cache, "content-train")
+    dropped = one_class_languages(parts.train, lambda e: e.unsafe) if args.one_class_languages == "drop" else []
+    windows, owners, vectors = without_languages(windows, owners, vectors, parts.train, dropped, "content")
     vocabulary = encoder.vocab_size
     x = features(vectors, bag_of_tokens(windows, vocabulary) if args.tokens else None)
     weights, biases, token_weights = [], [], []
@@ -258,6 +285,8 @@ def train_content(encoder: SharedEncoder, data: Path, args: argparse.Namespace) 
         "outputs": ["unsafe", *CATEGORIES], "threshold": threshold,
         "category_threshold": 0.5,
         "training": {"texts": len(parts.train), "windows": len(windows), "unsafe_windows": int(unsafe.sum()),
+                     "one_class_languages_left_out": {"languages": dropped,
+                                                      "texts": sum(e.lang in dropped for e in parts.train)},
                      "windows_per_category": per_category,
                      "validation": {"texts": len(val_labels), "auc": round(val_auc, 5),
                                     "fpr_target": args.val_fpr_content}},
@@ -279,10 +308,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overlap", type=int, default=28, help="tokens shared by neighbouring windows")
     parser.add_argument("--heads", default="injection",
                         help="heads to fit, comma-separated: injection, content (both: one encoder, as up to v4)")
-    parser.add_argument("--name", help="the model's name in purple.json (default: purple-minilm-l<layers>-<heads>-v5)")
+    parser.add_argument("--name", help="the model's name in purple.json "
+                                       "(default: purple-minilm-l<layers>-<heads>-v<version>)")
     parser.add_argument("--c-injection", type=float, default=0.3,
                         help="inverse L2 strength of the injection head (strong: it generalises to unseen sources)")
     parser.add_argument("--c-content", type=float, default=0.3, help="inverse L2 strength of the content head")
+    parser.add_argument("--one-class-languages", choices=("drop", "keep"), default="drop",
+                        help="content: leave out (default) or fit on the texts of non-English languages that the "
+                             "training slice holds in one class only (the injection head always fits on them)")
     parser.add_argument("--no-tokens", dest="tokens", action="store_false",
                         help="heads on the vector only (default: also on the window's bag of tokens)")
     parser.add_argument("--val-fpr", type=float, default=0.01,
@@ -313,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     distilled = base / DISTILL_SETTINGS
     distillation = json.loads(distilled.read_text(encoding="utf-8")) if distilled.is_file() else None
     settings = {
-        "name": args.name or f"purple-minilm-l{args.layers}-{'-'.join(wanted)}-v5",
+        "name": args.name or f"purple-minilm-l{args.layers}-{'-'.join(wanted)}-v{max(VERSIONS[h] for h in wanted)}",
         "window": args.window,
         "overlap": args.overlap,
         "normalize": True,
