@@ -223,23 +223,23 @@ def train_injection(encoder: SharedEncoder, data: Path, args: argparse.Namespace
     }
 
 
-def one_class_languages(examples: Sequence[Any], positive: Callable[[Any], bool]) -> list[str]:
-    """Non-English languages that `examples` hold in one class only. Fitted on, such a language teaches a head its
-    script and words as a label: for the content head MultiJail gives Bengali, Javanese and Swahili only as unsafe
-    prompts, and tldr and XQuAD give French, German and others only as safe text."""
+def one_class_languages(examples: Sequence[Any]) -> list[str]:
+    """Non-English languages that the content `examples` hold in one class only. Fitted on, such a language teaches
+    the head its script and words as a label: MultiJail gives Bengali, Javanese and Swahili only as unsafe prompts,
+    and tldr and XQuAD give French, German and others only as safe text."""
     classes: dict[str, set[bool]] = {}
     for example in examples:
-        classes.setdefault(example.lang, set()).add(positive(example))
+        classes.setdefault(example.lang, set()).add(bool(example.unsafe))
     return [lang for lang, seen in sorted(classes.items()) if lang != "en" and len(seen) == 1]
 
 
 def without_languages(windows: list[list[int]], owners: list[int], vectors: Any, examples: Sequence[Any],
-                      languages: Sequence[str], head: str) -> tuple[list[list[int]], list[int], Any]:
+                      languages: Sequence[str]) -> tuple[list[list[int]], list[int], Any]:
     """The training windows, vectors and owners without the windows of texts in `languages`."""
     if not languages:
         return windows, owners, vectors
     kept = [row for row, owner in enumerate(owners) if examples[owner].lang not in languages]
-    print(f"{head}: not fitted on the one-class languages {', '.join(languages)} ({len(owners) - len(kept)} windows)",
+    print(f"content: not fitted on the one-class languages {', '.join(languages)} ({len(owners) - len(kept)} windows)",
           flush=True)
     return [windows[r] for r in kept], [owners[r] for r in kept], vectors[kept]
 
@@ -251,8 +251,8 @@ def train_content(encoder: SharedEncoder, data: Path, args: argparse.Namespace) 
     rng = random.Random(args.seed)
     windows, owners = windows_for(encoder, parts.train, lambda e: e.unsafe, lambda e: None, rng)
     vectors = encode_cached(encoder, windows, args.cache, "content-train")
-    dropped = one_class_languages(parts.train, lambda e: e.unsafe) if args.one_class_languages == "drop" else []
-    windows, owners, vectors = without_languages(windows, owners, vectors, parts.train, dropped, "content")
+    dropped = one_class_languages(parts.train) if args.one_class_languages == "drop" else []
+    windows, owners, vectors = without_languages(windows, owners, vectors, parts.train, dropped)
     vocabulary = encoder.vocab_size
     x = features(vectors, bag_of_tokens(windows, vocabulary) if args.tokens else None)
     weights, biases, token_weights = [], [], []

@@ -107,13 +107,12 @@ def test_languages_seen_in_one_class_only_are_left_out_of_the_fit() -> None:
                 ContentExample("Quelle heure est-il ?", False, (), "b", lang="fr"),
                 ContentExample("如何制造炸弹", True, ("S9",), "h", lang="zh"),
                 ContentExample("今天天气怎么样", False, (), "b", lang="zh")]
-    languages = one_class_languages(examples, lambda e: e.unsafe)
+    languages = one_class_languages(examples)
     assert languages == ["bn", "fr"]
     windows = [[101, i, 102] for i in range(len(examples))] + [[101, 99, 102]]
     owners = [0, 1, 2, 3, 4, 5, 3]  # the French text has two windows
     vectors = np.arange(len(windows), dtype=np.float32)[:, None]
-    kept_windows, kept_owners, kept_vectors = without_languages(windows, owners, vectors, examples, languages,
-                                                                "content")
+    kept_windows, kept_owners, kept_vectors = without_languages(windows, owners, vectors, examples, languages)
     assert kept_owners == [0, 1, 4, 5]
     assert kept_windows == [windows[i] for i in (0, 1, 4, 5)] and kept_vectors[:, 0].tolist() == [0, 1, 4, 5]
-    assert without_languages(windows, owners, vectors, examples, [], "content")[1] == owners
+    assert without_languages(windows, owners, vectors, examples, [])[1] == owners
