@@ -4,6 +4,7 @@
     python -m purple.offline.train --data ../shared/datasets --heads injection       # -> purple/offline/model
     python -m purple.promptguard.evaluate --data ../shared/datasets --write-card     # injection figures
     python -m purple.offline.distill --data ../shared/datasets --out .cache/multilingual-base   # about 25 minutes
+    python -m purple.offline.select --data ../shared/datasets --base .cache/multilingual-base  # content settings
     python -m purple.offline.train --data ../shared/datasets --heads content --base .cache/multilingual-base
                                                                                      # -> purple/offline/content_model
     python -m purple.content.evaluate --data ../shared/datasets --write-card         # content figures
@@ -19,7 +20,8 @@ What it does, deterministically:
    vector and the window's bag of tokens (`--no-tokens`: the vector only): `injection` (malicious) on the injection
    corpus, `content` (unsafe, S1..S14) on the content corpus (weak labels and capped sources weighted down; texts in
    non-English languages that the training slice holds in one class only are left out of the fit, so that a
-   language is not learnt as a label: `--one-class-languages`);
+   language is not learnt as a label: `--one-class-languages`; each other non-English language's safe and unsafe
+   windows weigh the same: `--balance-languages`; these and C were chosen by purple.offline.select);
 4. picks each head's block threshold on its validation slice (training sources only; `--val-fpr` false positives);
 5. saves model.safetensors (encoder + heads), encoder.onnx (the graph that runs it), config.json, tokenizer.json
    and purple.json into `--out`.
@@ -49,8 +51,11 @@ from purple.offline.encoder import CONTENT_MODEL_DIR, MODEL_DIR, SharedEncoder, 
 from purple.offline.metrics import roc_auc, threshold_for_fpr
 from purple.promptguard.normalize import normalize
 
-VERSIONS = {"injection": 5, "content": 6}
+VERSIONS = {"injection": 5, "content": 7}
 """The shipped version of each head (in the default model name)."""
+CONTENT_C = 0.1
+CONTENT_BALANCE_LANGUAGES = True
+"""The content head's settings, chosen on development sources by purple.offline.select."""
 MAX_WINDOWS_PER_TEXT = 6
 """Long benign documents give at most this many training windows (the first and random others)."""
 
@@ -244,6 +249,24 @@ def without_languages(windows: list[list[int]], owners: list[int], vectors: Any,
     return [windows[r] for r in kept], [owners[r] for r in kept], vectors[kept]
 
 
+def language_balanced(row_weight: Any, owners: Sequence[int], examples: Sequence[Any]) -> Any:
+    """`row_weight` rescaled so that in each non-English language with both classes the safe and the unsafe windows
+    weigh the same in total (the language's total unchanged). Without it a language's few hundred unsafe prompts sit
+    beside up to six windows per safe document, and the head learns the language as a lean towards safe."""
+    scaled = np.asarray(row_weight, dtype=np.float64).copy()
+    by_language: dict[str, tuple[list[int], list[int]]] = {}
+    for row, owner in enumerate(owners):
+        example = examples[owner]
+        if example.lang != "en":
+            by_language.setdefault(example.lang, ([], []))[int(bool(example.unsafe))].append(row)
+    for safe, unsafe in by_language.values():
+        if safe and unsafe:
+            half = (scaled[safe].sum() + scaled[unsafe].sum()) / 2
+            scaled[safe] *= half / scaled[safe].sum()
+            scaled[unsafe] *= half / scaled[unsafe].sum()
+    return scaled
+
+
 def train_content(encoder: SharedEncoder, data: Path, args: argparse.Namespace) -> dict[str, Any]:
     from purple.content.data import CATEGORIES, load_corpus, split
 
@@ -258,6 +281,8 @@ def train_content(encoder: SharedEncoder, data: Path, args: argparse.Namespace) 
     weights, biases, token_weights = [], [], []
     unsafe = np.asarray([int(parts.train[o].unsafe) for o in owners])
     row_weight = np.asarray([parts.train[o].weight for o in owners])  # weak labels and capped sources count less
+    if args.balance_languages:
+        row_weight = language_balanced(row_weight, owners, parts.train)
     w, b, t = fit_logistic(x, unsafe, args.c_content, args.seed, encoder.dim, row_weight)
     weights.append(w)
     biases.append(b)
@@ -285,6 +310,7 @@ def train_content(encoder: SharedEncoder, data: Path, args: argparse.Namespace) 
         "outputs": ["unsafe", *CATEGORIES], "threshold": threshold,
         "category_threshold": 0.5,
         "training": {"texts": len(parts.train), "windows": len(windows), "unsafe_windows": int(unsafe.sum()),
+                     "balance_languages": args.balance_languages,
                      "one_class_languages_left_out": {"languages": dropped,
                                                       "texts": sum(e.lang in dropped for e in parts.train)},
                      "windows_per_category": per_category,
@@ -312,10 +338,13 @@ def main(argv: list[str] | None = None) -> int:
                                        "(default: purple-minilm-l<layers>-<heads>-v<version>)")
     parser.add_argument("--c-injection", type=float, default=0.3,
                         help="inverse L2 strength of the injection head (strong: it generalises to unseen sources)")
-    parser.add_argument("--c-content", type=float, default=0.3, help="inverse L2 strength of the content head")
+    parser.add_argument("--c-content", type=float, default=CONTENT_C, help="inverse L2 strength of the content head")
     parser.add_argument("--one-class-languages", choices=("drop", "keep"), default="drop",
                         help="content: leave out (default) or fit on the texts of non-English languages that the "
                              "training slice holds in one class only (the injection head always fits on them)")
+    parser.add_argument("--balance-languages", action=argparse.BooleanOptionalAction,
+                        default=CONTENT_BALANCE_LANGUAGES,
+                        help="content: weigh each non-English language's safe and unsafe windows equally")
     parser.add_argument("--no-tokens", dest="tokens", action="store_false",
                         help="heads on the vector only (default: also on the window's bag of tokens)")
     parser.add_argument("--val-fpr", type=float, default=0.01,
