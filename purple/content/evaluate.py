@@ -88,15 +88,20 @@ def evaluate(detector: ContentClassifier, test: list[ContentExample], progress: 
         "groups": {g: _round(sum(scores[i] >= threshold for i in idx) / len(idx))
                    for g, idx in sorted(by_sensitive_group.items())},
     }
+    coded = [i for i in main if test[i].unsafe and test[i].categories and verdicts[i].decision != "allow"]
+    result["codes_per_flagged"] = _round(sum(len(verdicts[i].labels) for i in coded) / len(coded)) if coded else None
     result["categories"] = {}
     for code in CATEGORIES:
         idx = [i for i in main if code in test[i].categories]
-        if idx:
+        given = [i for i in coded if code in verdicts[i].labels]
+        if idx or given:
             result["categories"][code] = {
                 "examples": len(idx),
-                "recall": _round(sum(scores[i] >= threshold for i in idx) / len(idx)),
+                "recall": _round(sum(scores[i] >= threshold for i in idx) / len(idx)) if idx else None,
                 "labelled": _round(sum(verdicts[i].decision != "allow" and code in verdicts[i].labels
-                                       for i in idx) / len(idx)),
+                                       for i in idx) / len(idx)) if idx else None,
+                "given": len(given),
+                "agreement": _round(sum(code in test[i].categories for i in given) / len(given)) if given else None,
             }
     weak = [i for i, e in enumerate(test) if is_weak_label(e)]
     result["weak_label"] = {
@@ -150,13 +155,17 @@ def markdown(result: dict[str, Any]) -> str:
         f"topics (medicine, history, crime, weapons, finance) are flagged ({per_source}).",
         "",
         "Recall per hazard category (held-out unsafe examples with that code): flagged unsafe, and flagged with the "
-        "code among the labels.",
+        "code among the labels. Then how often the code is given to a flagged unsafe text that has source codes, "
+        "and the share of those where the source has it too (a lower bound on precision: a source gives one or two "
+        "codes where several can apply). Flagged unsafe texts get "
+        f"{_num(result['codes_per_flagged'], 1)} codes on average.",
         "",
-        "| category | n | recall | with the code |",
-        "|---|---:|---:|---:|",
+        "| category | n | recall | with the code | given | agrees with the source |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for code, row in result["categories"].items():
-        lines.append(f"| {code} | {row['examples']} | {_num(row['recall'])} | {_num(row['labelled'])} |")
+        lines.append(f"| {code} | {row['examples']} | {_num(row['recall'])} | {_num(row['labelled'])} | "
+                     f"{row['given']} | {_num(row['agreement'])} |")
     weak = result["weak_label"]
     lines += [
         "",

@@ -55,7 +55,10 @@ VERSIONS = {"injection": 5, "content": 7}
 """The shipped version of each head (in the default model name)."""
 CONTENT_C = 0.1
 CONTENT_BALANCE_LANGUAGES = True
-"""The content head's settings, chosen on development sources by purple.offline.select."""
+"""The content head's unsafe output's settings, chosen on development sources by purple.offline.select."""
+CATEGORY_C = 0.3
+"""The per-category outputs' C (no language balance): the selection scores the unsafe output only, and at its C the
+category outputs gave more codes per flagged text (2.9 against 2.3 for English held-out prompts)."""
 MAX_WINDOWS_PER_TEXT = 6
 """Long benign documents give at most this many training windows (the first and random others)."""
 
@@ -281,9 +284,8 @@ def train_content(encoder: SharedEncoder, data: Path, args: argparse.Namespace) 
     weights, biases, token_weights = [], [], []
     unsafe = np.asarray([int(parts.train[o].unsafe) for o in owners])
     row_weight = np.asarray([parts.train[o].weight for o in owners])  # weak labels and capped sources count less
-    if args.balance_languages:
-        row_weight = language_balanced(row_weight, owners, parts.train)
-    w, b, t = fit_logistic(x, unsafe, args.c_content, args.seed, encoder.dim, row_weight)
+    unsafe_weight = language_balanced(row_weight, owners, parts.train) if args.balance_languages else row_weight
+    w, b, t = fit_logistic(x, unsafe, args.c_content, args.seed, encoder.dim, unsafe_weight)
     weights.append(w)
     biases.append(b)
     token_weights.append(t)
@@ -293,7 +295,7 @@ def train_content(encoder: SharedEncoder, data: Path, args: argparse.Namespace) 
         per_category[code] = int(target.sum())
         if target.sum() == 0:
             raise SystemExit(f"content: no training example for {code}")
-        w, b, t = fit_logistic(x, target, args.c_content, args.seed, encoder.dim, row_weight)
+        w, b, t = fit_logistic(x, target, args.c_categories, args.seed, encoder.dim, row_weight)
         weights.append(w)
         biases.append(b)
         token_weights.append(t)
@@ -310,7 +312,7 @@ def train_content(encoder: SharedEncoder, data: Path, args: argparse.Namespace) 
         "outputs": ["unsafe", *CATEGORIES], "threshold": threshold,
         "category_threshold": 0.5,
         "training": {"texts": len(parts.train), "windows": len(windows), "unsafe_windows": int(unsafe.sum()),
-                     "balance_languages": args.balance_languages,
+                     "balance_languages": args.balance_languages, "c_categories": args.c_categories,
                      "one_class_languages_left_out": {"languages": dropped,
                                                       "texts": sum(e.lang in dropped for e in parts.train)},
                      "windows_per_category": per_category,
@@ -338,13 +340,17 @@ def main(argv: list[str] | None = None) -> int:
                                        "(default: purple-minilm-l<layers>-<heads>-v<version>)")
     parser.add_argument("--c-injection", type=float, default=0.3,
                         help="inverse L2 strength of the injection head (strong: it generalises to unseen sources)")
-    parser.add_argument("--c-content", type=float, default=CONTENT_C, help="inverse L2 strength of the content head")
+    parser.add_argument("--c-content", type=float, default=CONTENT_C,
+                        help="inverse L2 strength of the content head's unsafe output")
+    parser.add_argument("--c-categories", type=float, default=CATEGORY_C,
+                        help="inverse L2 strength of the content head's S1..S14 outputs")
     parser.add_argument("--one-class-languages", choices=("drop", "keep"), default="drop",
                         help="content: leave out (default) or fit on the texts of non-English languages that the "
                              "training slice holds in one class only (the injection head always fits on them)")
     parser.add_argument("--balance-languages", action=argparse.BooleanOptionalAction,
                         default=CONTENT_BALANCE_LANGUAGES,
-                        help="content: weigh each non-English language's safe and unsafe windows equally")
+                        help="content: weigh each non-English language's safe and unsafe windows equally (the "
+                             "unsafe output)")
     parser.add_argument("--no-tokens", dest="tokens", action="store_false",
                         help="heads on the vector only (default: also on the window's bag of tokens)")
     parser.add_argument("--val-fpr", type=float, default=0.01,

@@ -34,6 +34,10 @@ def test_figures_of_a_model_that_flags_everything(fixed_dir: Path, datasets: Pat
     assert result["over_refusal"]["examples"] == len(sensitive) > 0 and result["over_refusal"]["flagged"] == 1.0
     assert result["categories"]["S1"]["recall"] == 1.0 and result["categories"]["S1"]["labelled"] == 1.0
     assert result["categories"]["S10"]["labelled"] == 0.0  # flagged, but S1 and S9 are the labels
+    coded = [e for e in main_part if e.unsafe and e.categories]
+    assert result["codes_per_flagged"] == 2.0 and result["categories"]["S1"]["given"] == len(coded)
+    assert result["categories"]["S1"]["agreement"] == round(sum("S1" in e.categories for e in coded) / len(coded), 4)
+    assert result["categories"]["S10"]["given"] == 0 and result["categories"]["S10"]["agreement"] is None
     assert result["responses"]["unsafe"] == 1 and result["responses"]["safe"] == 1
     assert result["groups"]["strongreject"]["recall"] == 1.0
     assert result["groups"]["safe_sensitive_prompts/spikee"]["flagged_safe"] == 1.0
