@@ -1,10 +1,11 @@
-"""Choose the content head's settings on development sources, never on the held-out test.
+"""Choose the settings of the content head's unsafe output on development sources, never on the held-out test.
 
     python -m purple.offline.select --data ../shared/datasets --base .cache/multilingual-base
 
 The development sources are whole parts of the training slice (DEV_LANGUAGES: every text in those languages, both
 classes; DEV_GROUPS: English sources of both classes). Each candidate in CANDIDATES is fitted as
-purple.offline.train fits the content head, on the training slice without them, and scored on them; the table and
+purple.offline.train fits the unsafe output, on the training slice without them, and scored on them (the S1..S14
+outputs are not part of the choice: purple.offline.train.CATEGORY_C); the table and
 the winner (highest development AUPRC; the shipped settings stay unless another beats them by more than
 MIN_GAIN) are printed and written as JSON, with the purple.offline.train flags that give the winner. The held-out
 test sources are not read. Development texts are scored on their training windows (a long safe document: its first
