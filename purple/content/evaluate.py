@@ -7,7 +7,8 @@ Scores every held-out example (see `purple.content.data`) exactly as the detecto
 windows, maximum over windows, all hazards selected) and reports, at the model's own threshold: AUPRC, ROC AUC and
 precision / recall / F1 / FPR for unsafe vs safe (all held-out sources, English only, prompts and agent responses
 apart); the over-refusal rate (the share of held-out safe questions on sensitive topics that are flagged); recall
-per hazard category (flagged at all, and flagged with that code among the labels); the weak-label rows on their
+per hazard category (flagged at all, and flagged with that code among the labels), how many codes a flagged unsafe
+text gets and how often each agrees with the source's codes; the weak-label rows on their
 own (unsafe only under a stricter policy: left out of the figures above); and one row per held-out source.
 `--write-card` puts the tables into MODEL_CARD.md beside the model, between the content markers.
 """

@@ -26,17 +26,17 @@ from typing import Any
 
 import numpy as np
 
-from purple.offline.build import save_model, truncated_encoder
-from purple.offline.encoder import SharedEncoder
 from purple.offline.train import (
     CONTENT_BALANCE_LANGUAGES,
     CONTENT_C,
+    OVERLAP,
+    WINDOW,
     bag_of_tokens,
     base_model_path,
     encode_cached,
     features,
-    fit_logistic,
-    language_balanced,
+    fit_unsafe,
+    headless_encoder,
     one_class_languages,
     text_scores,
     windows_for,
@@ -94,25 +94,14 @@ def is_development(example: Any) -> bool:
     return example.lang in DEV_LANGUAGES or example.group in DEV_GROUPS
 
 
-def headless_encoder(base: Path, layers: int, folder: Path) -> SharedEncoder:
-    """The encoder written as purple.offline.train writes it before fitting (so its encoding cache is shared)."""
-    encoder_model, config = truncated_encoder(base, layers)
-    save_model(folder, encoder_model, config, base / "tokenizer.json", {}, {"window": 144, "overlap": 28,
-                                                                             "normalize": True})
-    return SharedEncoder(folder, cache_size=0, threads=2)
-
-
 def score_candidate(candidate: Candidate, x: Any, owners: np.ndarray, examples: list[Any], fit_rows: np.ndarray,
                     dev_rows: np.ndarray, dim: int, seed: int) -> dict[str, Any]:
     """Fit the candidate on `fit_rows` and score the development texts (their `dev_rows` windows)."""
     fit_examples = [examples[o] for o in sorted(set(owners[fit_rows].tolist()))]
     dropped = one_class_languages(fit_examples) if candidate.one_class_languages == "drop" else []
     rows = np.asarray([r for r in fit_rows if examples[owners[r]].lang not in dropped])
-    row_weight = np.asarray([examples[o].weight for o in owners[rows]])
-    if candidate.balance_languages:
-        row_weight = language_balanced(row_weight, owners[rows].tolist(), examples)
-    targets = np.asarray([int(examples[o].unsafe) for o in owners[rows]])
-    weight, bias, tokens = fit_logistic(x[rows], targets, candidate.c, seed, dim, row_weight)
+    weight, bias, tokens = fit_unsafe(x[rows], owners[rows].tolist(), examples, candidate.c,
+                                      candidate.balance_languages, seed, dim)
     dev_ids = sorted(set(owners[dev_rows].tolist()))
     local = {owner: i for i, owner in enumerate(dev_ids)}
     scores = text_scores(x[dev_rows], [local[o] for o in owners[dev_rows]], len(dev_ids), weight, bias, tokens)
@@ -160,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     base = args.base or base_model_path()
     parts = split(load_corpus(args.data), seed=args.seed)
     with tempfile.TemporaryDirectory(prefix="purple-select-") as folder:
-        encoder = headless_encoder(base, args.layers, Path(folder))
+        _, _, encoder = headless_encoder(base, args.layers, Path(folder),
+                                         {"window": WINDOW, "overlap": OVERLAP, "normalize": True}, threads=2)
         windows, owner_list = windows_for(encoder, parts.train, lambda e: e.unsafe, lambda e: None,
                                           random.Random(args.seed))  # the same windows as purple.offline.train
         vectors = encode_cached(encoder, windows, args.cache, "content-train")

