@@ -305,7 +305,6 @@ def train_content(encoder: SharedEncoder, data: Path, args: argparse.Namespace) 
     vocabulary = encoder.vocab_size
     x = features(vectors, bag_of_tokens(windows, vocabulary) if args.tokens else None)
     weights, biases, token_weights = [], [], []
-    unsafe = np.asarray([int(parts.train[o].unsafe) for o in owners])
     w, b, t = fit_unsafe(x, owners, parts.train, args.c_content, args.balance_languages, args.seed, encoder.dim)
     weights.append(w)
     biases.append(b)
@@ -333,7 +332,7 @@ def train_content(encoder: SharedEncoder, data: Path, args: argparse.Namespace) 
         "weight": weights, "bias": biases, "token_weight": token_weights if args.tokens else None,
         "outputs": ["unsafe", *CATEGORIES], "threshold": threshold,
         "category_threshold": 0.5,
-        "training": {"texts": len(parts.train), "windows": len(windows), "unsafe_windows": int(unsafe.sum()),
+        "training": {"texts": len(parts.train), "windows": len(windows), "unsafe_windows": sum(bool(parts.train[o].unsafe) for o in owners),
                      "balance_languages": args.balance_languages, "c_categories": args.c_categories,
                      "one_class_languages_left_out": {"languages": dropped,
                                                       "texts": sum(e.lang in dropped for e in parts.train)},
